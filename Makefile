@@ -1,0 +1,31 @@
+# Every target sets itself up: a fresh clone needs nothing but python3.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: test demo bench fixtures clean
+
+$(STAMP): setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
+
+demo: $(STAMP)
+	$(PY) -m mpt_jax.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+# Regenerates tests/fixtures with PyTorch, transformers and PEFT (the `reference` extra).
+fixtures:
+	test -x $(VENV)-reference/bin/python || python3 -m venv $(VENV)-reference
+	$(VENV)-reference/bin/python -m pip install --quiet -e '.[reference]'
+	$(VENV)-reference/bin/python tests/make_reference.py
+
+clean:
+	rm -rf $(VENV) $(VENV)-reference .pytest_cache

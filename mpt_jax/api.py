@@ -1,0 +1,141 @@
+"""The small public API: load a backbone, run it with a prompt, load and export prompts."""
+
+import dataclasses
+import functools
+import hashlib
+import pathlib
+from typing import Optional, Union
+
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mpt_jax.backbone import T5
+from mpt_jax.config import T5Config, named_config
+from mpt_jax.io import backbone_params
+from mpt_jax.io import hf_reader
+from mpt_jax.io import peft_adapter
+from mpt_jax.io import t5x_reader
+from mpt_jax.io.prompt_file import PromptSet
+
+# Sub-trees a T5X checkpoint of a prompted model holds beside the backbone.
+_PROMPT_SUBTREES = ("prompt", "teacher_prompt")
+
+
+@dataclasses.dataclass
+class Backbone:
+  """A frozen T5: its config, its parameters (t5x names) and where they came from."""
+
+  config: T5Config
+  params: dict
+  source: str = ""
+
+  @functools.cached_property
+  def module(self) -> T5:
+    return T5(self.config)
+
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    """A short hash of every parameter's name, shape and bytes, to recognise a backbone."""
+    digest = hashlib.sha256()
+    for name, value in sorted(traverse_util.flatten_dict(self.params, sep="/").items()):
+      value = np.asarray(value)
+      digest.update(f"{name}{value.shape}{value.dtype}".encode())
+      digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()[:16]
+
+  @functools.cached_property
+  def _logits_fn(self):
+    return jax.jit(lambda params, enc, dec, prompt: self.module.apply(
+        {"params": params}, enc, dec, prompt=prompt))
+
+  def logits(self, encoder_input_tokens, decoder_input_tokens, prompt=None) -> np.ndarray:
+    """float32 logits [B, Ld, V]; `prompt` is None, [l, d] or [B, l, d] (encoder only)."""
+    enc = _tokens("encoder_input_tokens", encoder_input_tokens)
+    dec = _tokens("decoder_input_tokens", decoder_input_tokens)
+    if enc.shape[0] != dec.shape[0]:
+      raise ValueError(f"encoder_input_tokens has batch {enc.shape[0]} but "
+                       f"decoder_input_tokens has batch {dec.shape[0]}.")
+    for name, tokens in (("encoder_input_tokens", enc), ("decoder_input_tokens", dec)):
+      if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
+        raise ValueError(f"{name} has ids outside [0, {self.config.vocab_size}).")
+    if prompt is not None:
+      prompt = self._batched_prompt(np.asarray(prompt, np.float32), enc.shape[0])
+    return np.asarray(self._logits_fn(self.params, enc, dec, prompt))
+
+  def _batched_prompt(self, prompt: np.ndarray, batch: int) -> np.ndarray:
+    d = self.config.d_model
+    if prompt.ndim == 2 and prompt.shape[1] == d:
+      return np.broadcast_to(prompt, (batch,) + prompt.shape)
+    if prompt.ndim == 3 and prompt.shape[0] == batch and prompt.shape[2] == d:
+      return prompt
+    raise ValueError(f"prompt has shape {prompt.shape}; expected [l, {d}] or "
+                     f"[{batch}, l, {d}] (batch {batch}, d_model {d}).")
+
+
+def _tokens(name, tokens) -> np.ndarray:
+  tokens = np.asarray(tokens)
+  if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+    raise ValueError(f"{name} must be integer token ids [batch, length], got "
+                     f"shape {tokens.shape} dtype {tokens.dtype}.")
+  return tokens.astype(np.int32)
+
+
+def _as_config(config) -> Optional[T5Config]:
+  if config is None or isinstance(config, T5Config):
+    return config
+  return named_config(config)
+
+
+def load_backbone(path, config: Union[None, str, T5Config] = None) -> Backbone:
+  """Loads a HuggingFace T5 directory or a T5X checkpoint (legacy or orbax).
+
+  `config` (a T5Config or a name such as 't5_1_1_base') is needed only where the
+  checkpoint lacks it: HF directories carry config.json; for T5X checkpoints it is
+  inferred from the parameter shapes unless given.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f"Backbone path {path} does not exist.")
+  config = _as_config(config)
+  if (path / "config.json").is_file():
+    hf_config, params = hf_reader.read_hf_t5(path)
+    if config is not None and config.replace(dropout_rate=0) != hf_config.replace(
+        dropout_rate=0):
+      raise ValueError(f"{path}/config.json describes {hf_config}, not the given {config}.")
+    return Backbone(config or hf_config, params, str(path))
+  if t5x_reader.is_t5x_checkpoint(path):
+    flat = {k: v for k, v in t5x_reader.read_t5x_params(path).items()
+            if k.split("/")[0] not in _PROMPT_SUBTREES}
+    config = config or t5x_reader.infer_config(flat)
+    backbone_params.check_params(flat, config, str(path))
+    return Backbone(config, backbone_params.unflatten(flat), str(path))
+  raise ValueError(
+      f"{path} is neither a HuggingFace T5 directory (config.json + model.safetensors) "
+      "nor a T5X checkpoint (checkpoint_N/checkpoint or checkpoint_N/state).")
+
+
+def random_backbone(config: Union[str, T5Config], seed: int = 0) -> Backbone:
+  """A randomly initialised backbone, for tests and demos."""
+  config = _as_config(config)
+  tokens = jnp.ones((1, 2), jnp.int32)
+  params = jax.jit(lambda key: T5(config).init(key, tokens, tokens)["params"])(
+      jax.random.PRNGKey(seed))
+  return Backbone(config, jax.tree.map(np.asarray, params), f"random:{seed}")
+
+
+def load_prompts(path) -> PromptSet:
+  """Our prompt file (.safetensors / .npz) or a PEFT adapter directory."""
+  path = pathlib.Path(path)
+  if path.is_dir():
+    if peft_adapter.is_peft_adapter(path):
+      return peft_adapter.read_peft_adapter(path)
+    raise FileNotFoundError(f"{path} is a directory without {peft_adapter.CONFIG_FILE}; "
+                            "pass a prompt file or a PEFT adapter directory.")
+  return PromptSet.load(path)
+
+
+def export_peft(prompts: PromptSet, out_dir) -> list[pathlib.Path]:
+  """Writes PEFT adapter directories a PyTorch user loads with PeftModel.from_pretrained."""
+  return peft_adapter.write_peft_adapter(prompts, out_dir)

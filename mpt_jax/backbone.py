@@ -1,0 +1,372 @@
+"""The T5 encoder-decoder in flax.linen, with a hook for prompt embeddings.
+
+Parameter names and logical axes are those of t5x's example T5 network, so a T5X
+checkpoint maps one to one and t5x's partitioner reads the `params_axes`
+collection. The single extension is `encode(..., prompt=...)`: embeddings
+[B, l, d] prepended to the encoder input, with every mask grown to match.
+"""
+
+import functools
+from typing import Optional
+
+import flax.linen as nn
+from flax.linen import partitioning as nn_partitioning
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mpt_jax.config import T5Config
+
+param_with_axes = nn_partitioning.param_with_axes
+_NEG_INF = -1e10
+
+
+def encoder_mask(encoder_input_tokens: jax.Array, prompt_length: int = 0) -> jax.Array:
+  """[B, l + Le] bool: prompt positions are always real, input padding (id 0) is not."""
+  mask = encoder_input_tokens > 0
+  if prompt_length:
+    prompt_mask = jnp.ones((mask.shape[0], prompt_length), dtype=bool)
+    mask = jnp.concatenate([prompt_mask, mask], axis=1)
+  return mask
+
+
+def _attention_bias(query_mask, key_mask, dtype):
+  """[B, 1, q, k] additive bias: 0 where both positions are real, -1e10 elsewhere."""
+  allowed = query_mask[:, None, :, None] & key_mask[:, None, None, :]
+  return jnp.where(allowed, 0.0, _NEG_INF).astype(dtype)
+
+
+class RMSNorm(nn.Module):
+  """T5's layer norm: scale only, no mean subtraction, computed in float32."""
+  epsilon: float = 1e-6
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.astype(jnp.float32)
+    scale = param_with_axes("scale", nn.initializers.ones, (x.shape[-1],),
+                            jnp.float32, axes=("embed",))
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
+    return (x * scale).astype(self.dtype)
+
+
+class Dense(nn.Module):
+  """A bias-free projection whose kernel is stored 2-D, as t5x's DenseGeneral does."""
+  features: int
+  kernel_axes: tuple[str, str]
+  kernel_init: nn.initializers.Initializer = nn.initializers.variance_scaling(
+      1.0, "fan_in", "truncated_normal")
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = param_with_axes("kernel", self.kernel_init, (x.shape[-1], self.features),
+                             jnp.float32, axes=self.kernel_axes)
+    return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+
+
+class Embed(nn.Module):
+  """Token embedding (gather, or one-hot matmul on TPU) and the tied output head."""
+  num_embeddings: int
+  features: int
+  dtype: jnp.dtype = jnp.float32
+  one_hot: bool = False
+
+  def setup(self):
+    self.embedding = param_with_axes(
+        "embedding", nn.initializers.normal(stddev=1.0),
+        (self.num_embeddings, self.features), jnp.float32, axes=("vocab", "embed"))
+
+  def __call__(self, tokens):
+    if self.one_hot:
+      one_hot = jax.nn.one_hot(tokens, self.num_embeddings, dtype=self.dtype)
+      return jnp.dot(one_hot, self.embedding.astype(self.dtype))
+    return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
+
+  def attend(self, x):
+    """Logits against the embedding table, in float32 for stability."""
+    return jnp.dot(x.astype(jnp.float32), self.embedding.T)
+
+
+def relative_position_bucket(relative_position, bidirectional, num_buckets, max_distance):
+  """T5's log-spaced buckets of (key position - query position)."""
+  bucket = 0
+  n = -relative_position
+  if bidirectional:
+    num_buckets //= 2
+    bucket += (n < 0).astype(np.int32) * num_buckets
+    n = np.abs(n)
+  else:
+    n = np.maximum(n, 0)
+  max_exact = num_buckets // 2
+  is_small = n < max_exact
+  log_ratio = np.log(np.maximum(n, 1) / max_exact) / np.log(max_distance / max_exact)
+  large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(np.int32)
+  large = np.minimum(large, num_buckets - 1)
+  return bucket + np.where(is_small, n, large)
+
+
+class RelativePositionBias(nn.Module):
+  """Per-head biases shared by every layer of a stack; shape [1, H, q, k]."""
+  num_heads: int
+  num_buckets: int
+  max_distance: int
+  bidirectional: bool
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, query_positions: jax.Array, key_length: int):
+    rel_embedding = param_with_axes(
+        "rel_embedding", nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+        (self.num_heads, self.num_buckets), jnp.float32,
+        axes=("heads", "relpos_buckets"))
+    if isinstance(query_positions, np.ndarray):
+      rel = np.arange(key_length)[None, :] - query_positions[:, None]
+      buckets = relative_position_bucket(rel, self.bidirectional, self.num_buckets,
+                                         self.max_distance)
+      bias = jnp.take(rel_embedding, jnp.asarray(buckets), axis=1)
+    else:  # one decoding step: the query position is traced
+      table = relative_position_bucket(
+          np.arange(key_length)[None, :] - np.arange(key_length)[:, None],
+          self.bidirectional, self.num_buckets, self.max_distance)
+      buckets = jnp.take(jnp.asarray(table), query_positions, axis=0)
+      bias = jnp.take(rel_embedding, buckets, axis=1)
+    return bias[None].astype(self.dtype)
+
+
+class Attention(nn.Module):
+  """Multi-head dot-product attention without the 1/sqrt(d) factor (T5 folds it into init).
+
+  In decode mode a self-attention layer keeps a fixed-size key/value cache and a
+  cross-attention layer projects the encoder output once, on the first step.
+  """
+  num_heads: int
+  head_dim: int
+  dropout_rate: float
+  dtype: jnp.dtype = jnp.float32
+
+  def _project(self, name, x, init):
+    y = Dense(self.num_heads * self.head_dim, ("embed", "joined_kv"), kernel_init=init,
+              dtype=self.dtype, name=name)(x)
+    return y.reshape(y.shape[:-1] + (self.num_heads, self.head_dim))
+
+  @nn.compact
+  def __call__(self, inputs_q, inputs_kv, bias, *, deterministic: bool,
+               cache_mode: Optional[str] = None, decode_position=None,
+               max_decode_length: int = 0):
+    """`cache_mode` is None (no cache), 'self' or 'cross'."""
+    embed = inputs_q.shape[-1]
+    kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+    query_init = lambda *a: kernel_init(*a) / np.sqrt(self.head_dim).astype(np.float32)
+    query = self._project("query", inputs_q, query_init)
+
+    if cache_mode == "cross":
+      key = self.variable("cache", "cross_key",
+                          lambda: self._project("key", inputs_kv, kernel_init)).value
+      value = self.variable("cache", "cross_value",
+                            lambda: self._project("value", inputs_kv, kernel_init)).value
+    else:
+      key = self._project("key", inputs_kv, kernel_init)
+      value = self._project("value", inputs_kv, kernel_init)
+    if cache_mode == "self":
+      shape = (key.shape[0], max_decode_length, self.num_heads, self.head_dim)
+      cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
+      cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
+      start = (0, decode_position, 0, 0)
+      cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, key, start)
+      cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
+      key, value = cached_key.value, cached_value.value
+
+    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key,
+                        preferred_element_type=jnp.float32)
+    weights = jax.nn.softmax(logits + bias.astype(jnp.float32)).astype(self.dtype)
+    if not deterministic and self.dropout_rate > 0:
+      weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    out = out.reshape(out.shape[:-2] + (self.num_heads * self.head_dim,))
+    return Dense(embed, ("joined_kv", "embed"), kernel_init=kernel_init,
+                 dtype=self.dtype, name="out")(out)
+
+
+class Mlp(nn.Module):
+  """ReLU (T5 1.0) or gated GELU (T5 1.1) feed-forward block."""
+  d_ff: int
+  activations: tuple[str, ...]
+  dropout_rate: float
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, deterministic: bool):
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+    hidden = None
+    for i, act in enumerate(self.activations):
+      name = "wi" if len(self.activations) == 1 else f"wi_{i}"
+      h = Dense(self.d_ff, ("embed", "mlp"), kernel_init=init, dtype=self.dtype, name=name)(x)
+      if act == "gelu":
+        h = nn.gelu(h, approximate=True)
+      elif act == "relu":
+        h = nn.relu(h)
+      hidden = h if hidden is None else hidden * h
+    hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+        hidden, deterministic=deterministic)
+    return Dense(x.shape[-1], ("mlp", "embed"), kernel_init=init, dtype=self.dtype,
+                 name="wo")(hidden)
+
+
+def _residual_dropout(config, x, deterministic):
+  return nn.Dropout(config.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+
+
+class EncoderLayer(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic):
+    cfg, dtype = self.config, self.config.activation_dtype
+    norm = functools.partial(RMSNorm, epsilon=cfg.layer_norm_epsilon, dtype=dtype)
+    y = norm(name="pre_attention_layer_norm")(x)
+    y = Attention(cfg.num_heads, cfg.d_kv, cfg.dropout_rate, dtype, name="attention")(
+        y, y, bias, deterministic=deterministic)
+    x = x + _residual_dropout(cfg, y, deterministic)
+    y = norm(name="pre_mlp_layer_norm")(x)
+    y = Mlp(cfg.d_ff, cfg.mlp_activations, cfg.dropout_rate, dtype, name="mlp")(
+        y, deterministic=deterministic)
+    return x + _residual_dropout(cfg, y, deterministic)
+
+
+class DecoderLayer(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x, encoded, self_bias, cross_bias, deterministic, decode_position=None,
+               max_decode_length=0):
+    cfg, dtype = self.config, self.config.activation_dtype
+    decoding = decode_position is not None
+    norm = functools.partial(RMSNorm, epsilon=cfg.layer_norm_epsilon, dtype=dtype)
+    attention = functools.partial(Attention, cfg.num_heads, cfg.d_kv, cfg.dropout_rate, dtype)
+    y = norm(name="pre_self_attention_layer_norm")(x)
+    y = attention(name="self_attention")(
+        y, y, self_bias, deterministic=deterministic,
+        cache_mode="self" if decoding else None, decode_position=decode_position,
+        max_decode_length=max_decode_length)
+    x = x + _residual_dropout(cfg, y, deterministic)
+    y = norm(name="pre_cross_attention_layer_norm")(x)
+    y = attention(name="encoder_decoder_attention")(
+        y, encoded, cross_bias, deterministic=deterministic,
+        cache_mode="cross" if decoding else None)
+    x = x + _residual_dropout(cfg, y, deterministic)
+    y = norm(name="pre_mlp_layer_norm")(x)
+    y = Mlp(cfg.d_ff, cfg.mlp_activations, cfg.dropout_rate, dtype, name="mlp")(
+        y, deterministic=deterministic)
+    return x + _residual_dropout(cfg, y, deterministic)
+
+
+class Encoder(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, embedded, mask, deterministic):
+    cfg = self.config
+    length = embedded.shape[1]
+    relpos = RelativePositionBias(cfg.num_heads, cfg.relative_attention_num_buckets,
+                                  cfg.relative_attention_max_distance, bidirectional=True,
+                                  dtype=cfg.activation_dtype, name="relpos_bias")
+    bias = _attention_bias(mask, mask, cfg.activation_dtype) + relpos(np.arange(length), length)
+    x = _residual_dropout(cfg, embedded, deterministic)
+    for i in range(cfg.num_layers):
+      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
+    x = RMSNorm(cfg.layer_norm_epsilon, cfg.activation_dtype, name="encoder_norm")(x)
+    return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+  """Returns (final normalised hidden states [B, Ld, d], float32 logits [B, Ld, V])."""
+  config: T5Config
+  shared_embedding: Embed
+
+  @nn.compact
+  def __call__(self, embedded, encoded, decoder_mask, cross_mask, deterministic,
+               decode_position=None, max_decode_length=0):
+    cfg = self.config
+    relpos = RelativePositionBias(cfg.num_heads, cfg.relative_attention_num_buckets,
+                                  cfg.relative_attention_max_distance, bidirectional=False,
+                                  dtype=cfg.activation_dtype, name="relpos_bias")
+    if decode_position is None:
+      length = embedded.shape[1]
+      allowed = np.tril(np.ones((length, length), dtype=bool))[None]
+      if decoder_mask is not None:
+        allowed = allowed & decoder_mask[:, :, None] & decoder_mask[:, None, :]
+      self_bias = jnp.where(allowed[:, None], 0.0, _NEG_INF).astype(cfg.activation_dtype)
+      self_bias = self_bias + relpos(np.arange(length), length)
+    else:
+      positions = jnp.reshape(decode_position, (1,))
+      visible = jnp.arange(max_decode_length) <= decode_position
+      self_bias = jnp.where(visible, 0.0, _NEG_INF)[None, None, None, :]
+      self_bias = self_bias.astype(cfg.activation_dtype) + relpos(positions, max_decode_length)
+    query_mask = jnp.ones(embedded.shape[:2], bool) if decoder_mask is None else decoder_mask
+    cross_bias = _attention_bias(query_mask, cross_mask, cfg.activation_dtype)
+
+    y = _residual_dropout(cfg, embedded, deterministic)
+    for i in range(cfg.num_decoder_layers):
+      y = DecoderLayer(cfg, name=f"layers_{i}")(
+          y, encoded, self_bias, cross_bias, deterministic, decode_position,
+          max_decode_length)
+    y = RMSNorm(cfg.layer_norm_epsilon, cfg.activation_dtype, name="decoder_norm")(y)
+    hidden = _residual_dropout(cfg, y, deterministic)
+    if cfg.tie_word_embeddings:
+      logits = self.shared_embedding.attend(hidden) / np.sqrt(cfg.d_model)
+    else:
+      logits = Dense(cfg.vocab_size, ("embed", "vocab"), dtype=jnp.float32,
+                     name="logits_dense")(hidden)
+    return hidden, logits
+
+
+class T5(nn.Module):
+  """T5 encoder-decoder; `encode` takes optional prompt embeddings [B, l, d]."""
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.token_embedder = Embed(cfg.vocab_size, cfg.d_model, cfg.activation_dtype,
+                                one_hot=cfg.one_hot_embeddings)
+    self.encoder = Encoder(cfg)
+    self.decoder = Decoder(cfg, shared_embedding=self.token_embedder)
+
+  def encode(self, encoder_input_tokens, prompt=None, *, enable_dropout=False):
+    """Returns the encoder output [B, l + Le, d]; padding is masked, prompts never are."""
+    embedded = self.token_embedder(encoder_input_tokens)
+    prompt_length = 0
+    if prompt is not None:
+      prompt_length = prompt.shape[1]
+      embedded = jnp.concatenate([prompt.astype(embedded.dtype), embedded], axis=1)
+    mask = encoder_mask(encoder_input_tokens, prompt_length)
+    return self.encoder(embedded, mask, deterministic=not enable_dropout)
+
+  def decode_with_hidden(self, encoded, encoder_mask, decoder_input_tokens,
+                         decoder_target_tokens=None, *, enable_dropout=False,
+                         decode_position=None, max_decode_length=0):
+    """(decoder hidden states [B, Ld, d], float32 logits [B, Ld, V]).
+
+    `encoder_mask` [B, Lenc] marks real encoder positions (see `encoder_mask()`).
+    Target padding is masked when `decoder_target_tokens` is given; otherwise only
+    causality is. With `decode_position` the call is one cached decoding step.
+    """
+    embedded = self.token_embedder(decoder_input_tokens)
+    decoder_mask = None
+    if decoder_target_tokens is not None and decode_position is None:
+      decoder_mask = decoder_target_tokens > 0
+    return self.decoder(embedded, encoded, decoder_mask, encoder_mask,
+                        deterministic=not enable_dropout, decode_position=decode_position,
+                        max_decode_length=max_decode_length)
+
+  def decode(self, *args, **kwargs):
+    """float32 logits [B, Ld, V]; arguments as `decode_with_hidden`."""
+    return self.decode_with_hidden(*args, **kwargs)[1]
+
+  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
+               prompt=None, *, enable_dropout=False):
+    encoded = self.encode(encoder_input_tokens, prompt, enable_dropout=enable_dropout)
+    prompt_length = 0 if prompt is None else prompt.shape[1]
+    mask = encoder_mask(encoder_input_tokens, prompt_length)
+    return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens,
+                       enable_dropout=enable_dropout)

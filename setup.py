@@ -1,0 +1,54 @@
+"""mpt_jax: Multitask Prompt Tuning (Wang et al., ICLR 2023) in JAX/Flax for T5X users."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "seqio==0.0.20",
+    # seqio needs tensorflow-text, which requires the `tensorflow` package itself;
+    # installing `tensorflow-cpu` beside it would overwrite the same files.
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "tensorflow-datasets==4.9.10",
+    "gin-config==0.5.0",
+    "clu==0.0.12",
+    "tensorboard==2.21.0",  # clu's metric writers; TF 2.21 no longer pulls it in
+    "sentencepiece==0.2.3",
+    "tensorstore==0.1.86",
+    "safetensors==0.8.0",
+    "matplotlib==3.11.2",  # the pipeline's training-curve plots
+    "numpy>=2.0,<3",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest==9.2.0",
+        "pytest-xdist==3.8.0",
+        "scikit-learn==1.9.1",
+        "scipy==1.17.1",
+    ],
+    # Only to regenerate the parity fixtures and to run the PEFT benchmark.
+    "reference": [
+        "torch==2.13.0",
+        "transformers==5.23.0",
+        "peft==0.21.2",
+    ],
+}
+
+setuptools.setup(
+    name="mpt_jax",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["mpt_jax", "mpt_jax.*", "tasks", "tasks.*"])
+    + ["mpt_jax.gin"],
+    # The top-level gin/ folder ships inside the package as mpt_jax/gin.
+    package_dir={"mpt_jax.gin": "gin"},
+    package_data={"mpt_jax.gin": ["*.gin", "**/*.gin"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)

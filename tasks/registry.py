@@ -1,0 +1,43 @@
+"""Look-ups every task module shares: tasks by name, and classification label sets."""
+
+import difflib
+from typing import Optional, Sequence, Union
+
+import seqio
+
+_CLASS_LABELS: dict[str, tuple[str, ...]] = {}
+
+
+def close_names(name: str, limit: int = 5) -> list[str]:
+  known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
+  return difflib.get_close_matches(name, known, n=limit, cutoff=0.4)
+
+
+def get_task_or_mixture(name: str) -> Union[seqio.Task, seqio.Mixture]:
+  """seqio.get_mixture_or_task with an error that lists the closest registered names."""
+  if name in seqio.MixtureRegistry.names():
+    return seqio.MixtureRegistry.get(name)
+  if name in seqio.TaskRegistry.names():
+    return seqio.TaskRegistry.get(name)
+  close = close_names(name)
+  hint = f" Close registered names: {', '.join(close)}." if close else ""
+  raise ValueError(
+      f"No SeqIO task or mixture named {name!r}.{hint} Is the module that registers it "
+      "imported (the run's MIXTURE_OR_TASK_MODULE)?")
+
+
+def task_names(name: str) -> list[str]:
+  """The leaf task names of a task or mixture, in the mixture's order."""
+  provider = get_task_or_mixture(name)
+  if isinstance(provider, seqio.Mixture):
+    return [task.name for task in provider.tasks]
+  return [provider.name]
+
+
+def register_class_labels(task_name: str, labels: Sequence[str]) -> None:
+  """Declares a task's label strings, for rank classification and class-label prompts."""
+  _CLASS_LABELS[task_name] = tuple(labels)
+
+
+def class_labels(task_name: str) -> Optional[tuple[str, ...]]:
+  return _CLASS_LABELS.get(task_name)
