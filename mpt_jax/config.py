@@ -74,6 +74,11 @@ class T5Config:
     T5 1.0 behaviour in `scale_decoder_outputs`; both spellings are understood.
     A head that is not scaled is treated as untied (T5 1.1).
     """
+    required = ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_layers")
+    missing = [key for key in required if key not in hf]
+    if missing or hf.get("model_type", "t5") != "t5":
+      raise ValueError(f"Not a T5 config.json: model_type {hf.get('model_type')!r}, "
+                       f"missing {missing}.")
     scaled = hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True))
     tied = bool(hf.get("tie_word_embeddings", True)) and bool(scaled)
     proj = hf.get("feed_forward_proj", "relu")

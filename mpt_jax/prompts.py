@@ -48,11 +48,11 @@ def check_task_ids(task_ids, num_tasks: int, task_names=None) -> None:
 class SinglePrompt(nn.Module):
   length: int
   embed_dim: int
-  init: Initializer = uniform()
+  initializer: Initializer = uniform()
 
   @nn.compact
   def __call__(self, task_ids):
-    prompt = param_with_axes("prompt", self.init, (self.length, self.embed_dim),
+    prompt = param_with_axes("prompt", self.initializer, (self.length, self.embed_dim),
                              jnp.float32, axes=("prompt", "embed"))
     return jnp.broadcast_to(prompt, (task_ids.shape[0],) + prompt.shape)
 
@@ -62,13 +62,13 @@ class PromptBank(nn.Module):
   num_tasks: int
   length: int
   embed_dim: int
-  init: Initializer = uniform()
+  initializer: Initializer = uniform()
 
   @nn.compact
   def __call__(self, task_ids):
     def init_bank(key, shape, dtype=jnp.float32):
       keys = jax.random.split(key, shape[0])
-      return jnp.stack([self.init(k, shape[1:], dtype) for k in keys])
+      return jnp.stack([self.initializer(k, shape[1:], dtype) for k in keys])
 
     prompts = param_with_axes("prompts", init_bank,
                               (self.num_tasks, self.length, self.embed_dim),

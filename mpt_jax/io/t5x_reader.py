@@ -16,6 +16,7 @@ import re
 
 from flax import serialization
 from flax import traverse_util
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
@@ -91,16 +92,15 @@ def _read_legacy(directory: pathlib.Path) -> dict:
 def _read_orbax(directory: pathlib.Path) -> dict:
   checkpointer = ocp.PyTreeCheckpointer()
   metadata = checkpointer.metadata(directory)
-  tree = getattr(metadata, "item_metadata", None)
+  tree = getattr(metadata, "item_metadata", metadata)
   tree = getattr(tree, "tree", tree)
   if "target" not in tree:
     raise ValueError(f"{directory} has no 'target' (parameters): keys {sorted(tree)}.")
-  restore_args = traverse_util.unflatten_dict(
-      {k: ocp.RestoreArgs(restore_type=np.ndarray)
-       for k in traverse_util.flatten_dict({"target": tree["target"]})})
-  restored = checkpointer.restore(
-      directory, args=ocp.args.PyTreeRestore(item=None, restore_args=restore_args,
-                                             partial_restore=True))
+  item = {"target": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype),
+                                 tree["target"])}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+  restored = checkpointer.restore(directory, args=ocp.args.PyTreeRestore(
+      item=item, restore_args=restore_args, partial_restore=True))
   flat = traverse_util.flatten_dict(restored["target"], sep="/")
   return {k: np.asarray(v, dtype=np.float32) for k, v in flat.items()}
 
