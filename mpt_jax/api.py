@@ -15,6 +15,7 @@ from mpt_jax.backbone import T5
 from mpt_jax.config import T5Config, named_config
 from mpt_jax.io import backbone_params
 from mpt_jax.io import hf_reader
+from mpt_jax.io import hf_writer
 from mpt_jax.io import peft_adapter
 from mpt_jax.io import t5x_reader
 from mpt_jax.io.prompt_file import PromptSet
@@ -44,6 +45,10 @@ class Backbone:
       digest.update(f"{name}{value.shape}{value.dtype}".encode())
       digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()[:16]
+
+  def save(self, directory) -> pathlib.Path:
+    """Writes a HuggingFace T5 directory that `load_backbone` (or transformers) reads."""
+    return hf_writer.write_hf_t5(self.config, self.params, directory)
 
   @functools.cached_property
   def _logits_fn(self):

@@ -58,11 +58,13 @@ class SinglePrompt(nn.Module):
 
 
 class PromptBank(nn.Module):
-  """K independent prompts; `init` is called once per task with its own key."""
+  """K independent prompts. `initializer` is called once per task with its own key;
+  `bank_init`, if given, initialises the whole [K, l, d] table instead."""
   num_tasks: int
   length: int
   embed_dim: int
   initializer: Initializer = uniform()
+  bank_init: Optional[Initializer] = None
 
   @nn.compact
   def __call__(self, task_ids):
@@ -70,7 +72,7 @@ class PromptBank(nn.Module):
       keys = jax.random.split(key, shape[0])
       return jnp.stack([self.initializer(k, shape[1:], dtype) for k in keys])
 
-    prompts = param_with_axes("prompts", init_bank,
+    prompts = param_with_axes("prompts", self.bank_init or init_bank,
                               (self.num_tasks, self.length, self.embed_dim),
                               jnp.float32, axes=("tasks", "prompt", "embed"))
     return jnp.take(prompts, task_ids, axis=0)

@@ -1,0 +1,109 @@
+"""Flags shared by `python -m mpt_jax.train` and `python -m mpt_jax.eval`, as t5x.train
+spells them: gin files and bindings (also `--gin.NAME=VALUE`), search paths, the TFDS
+data directory, a local SentencePiece model, and the multi-host flags.
+"""
+
+import importlib.resources
+import logging as std_logging
+import os
+import pathlib
+import sys
+from typing import Sequence
+
+from absl import flags
+from absl import logging
+import gin
+import jax
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_file", [], "Gin file(s) to parse, in order. Relative "
+                          "paths are looked up in --gin_search_paths and the package's gin/.")
+flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'train.train_steps=10'.")
+flags.DEFINE_list("gin_search_paths", [], "Extra directories to look for gin files in.")
+flags.DEFINE_string("tfds_data_dir", None, "Where prepared TFDS datasets live (seqio's "
+                    "TFDS data dir override), e.g. gs://bucket/tfds.")
+flags.DEFINE_string("sentencepiece_model", None, "A local copy of T5's SentencePiece "
+                    "model, used instead of its gs:// path.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for "
+                    "jax.distributed; omit on Cloud TPU and SLURM, where it is detected.")
+flags.DEFINE_integer("process_count", None, "Number of processes (hosts) in the job.")
+flags.DEFINE_integer("process_index", None, "This process's index in [0, process_count).")
+flags.DEFINE_bool("multi_host", None, "Initialise jax.distributed from the environment "
+                  "(Cloud TPU pod slices, SLURM). Detected when left unset.")
+
+
+def package_gin_dir() -> pathlib.Path:
+  """The gin files shipped with the package (mpt_jax/gin), or the repository's gin/."""
+  try:
+    path = pathlib.Path(str(importlib.resources.files("mpt_jax.gin")))
+    if path.is_dir():
+      return path
+  except ModuleNotFoundError:
+    pass
+  return pathlib.Path(__file__).resolve().parent.parent / "gin"
+
+
+def rewrite_gin_shorthand(argv: Sequence[str]) -> list[str]:
+  """`--gin.MODEL_DIR="'/tmp/x'"` -> `--gin_bindings=MODEL_DIR='/tmp/x'` (t5x's style)."""
+  out = []
+  for arg in argv:
+    if arg.startswith("--gin.") and "=" in arg:
+      out.append("--gin_bindings=" + arg[len("--gin."):])
+    else:
+      out.append(arg)
+  return out
+
+
+def _on_cloud_tpu_pod() -> bool:
+  return bool(os.environ.get("TPU_WORKER_HOSTNAMES", "").count(","))
+
+
+def initialize_distributed() -> None:
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.process_count,
+                               FLAGS.process_index)
+  elif FLAGS.multi_host or (FLAGS.multi_host is None and (
+      _on_cloud_tpu_pod() or "SLURM_NTASKS" in os.environ and
+      int(os.environ["SLURM_NTASKS"]) > 1)):
+    jax.distributed.initialize()
+  if jax.process_count() > 1:
+    logging.info("Process %d of %d", jax.process_index(), jax.process_count())
+
+
+def parse_gin() -> None:
+  """Parses --gin_file and --gin_bindings with the package's gin folder searchable."""
+  if FLAGS.sentencepiece_model:
+    os.environ["MPT_SENTENCEPIECE_MODEL"] = FLAGS.sentencepiece_model
+  if FLAGS.tfds_data_dir:
+    import seqio  # pylint: disable=g-import-not-at-top
+    seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
+  for path in [*FLAGS.gin_search_paths, str(package_gin_dir())]:
+    gin.add_config_file_search_path(path)
+  if not FLAGS.gin_file:
+    raise ValueError("No --gin_file given: name a run, e.g. --gin_file=runs/teachers.gin.")
+  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings,
+                                      finalize_config=True)
+
+
+class _QuietLibraries:
+  """Drops the chatter of orbax, seqio and TF (below ERROR) so that progress lines
+  stand out; warnings about truncated inputs are kept."""
+  NOISY = ("/orbax/", "/seqio/", "/tensorflow", "/absl/", "/jax/")
+  KEEP = ("truncat", "insufficient")
+
+  def filter(self, record) -> bool:
+    if record.levelno >= std_logging.ERROR:
+      return True
+    if not any(part in record.pathname for part in self.NOISY):
+      return True
+    return record.levelno >= std_logging.WARNING and any(
+        word in record.getMessage() for word in self.KEEP)
+
+
+def configure_logging() -> None:
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
+def main_argv() -> list[str]:
+  return rewrite_gin_shorthand(sys.argv)

@@ -1,0 +1,105 @@
+"""Gin-configurable prompt choices: which prompt module a run trains and how it starts.
+
+Each factory takes the loaded backbone and the run's task names and returns a prompt
+module; a gin file picks one (`train.prompt = @decomposed_prompt`) and sets its
+length and initialisation. The defaults follow the paper: l = 100, rank 1,
+teachers from sampled vocabulary embeddings.
+"""
+
+from typing import Optional, Sequence
+
+import gin
+import jax
+import numpy as np
+import seqio
+
+from mpt_jax import prompt_init
+from mpt_jax import prompts
+from mpt_jax.io.prompt_file import PromptSet
+from tasks import registry
+
+
+def _class_label_ids(task_names: Sequence[str]) -> list[list[int]]:
+  ids = []
+  for name in task_names:
+    labels = registry.class_labels(name)
+    if not labels:
+      raise ValueError(f"init='class_labels' needs the labels of {name!r}; it has none "
+                       "registered (tasks.registry.register_class_labels).")
+    vocab = seqio.get_mixture_or_task(name).output_features["targets"].vocabulary
+    ids.extend(list(vocab.encode(label)) for label in labels)
+  return ids
+
+
+def _initializer(kind: str, backbone, task_names, first_n: int, path, task):
+  embedding = backbone.params["token_embedder"]["embedding"]
+  if kind == "uniform":
+    return prompts.uniform()
+  if kind == "sampled_vocab":
+    return prompt_init.sampled_vocab(embedding, first_n)
+  if kind == "class_labels":
+    return prompt_init.class_labels(embedding, _class_label_ids(task_names), first_n)
+  if kind == "file":
+    if path is None:
+      raise ValueError("init='file' needs init_prompts, the prompt file to start from.")
+    return prompt_init.from_prompt_file(path, task)
+  raise ValueError(f"Unknown prompt init {kind!r}: uniform, sampled_vocab, class_labels "
+                   "or file.")
+
+
+@gin.configurable
+def single_prompt(backbone, task_names, *, length: int = 100, init: str = "sampled_vocab",
+                  first_n: int = 5000, init_prompts: Optional[str] = None,
+                  init_task: Optional[str] = None):
+  """One prompt for every task. `init='file'` with `init_prompts` and `init_task` is
+  SPoT-style transfer: start from one source task's trained prompt."""
+  return prompts.SinglePrompt(
+      length, backbone.config.d_model,
+      _initializer(init, backbone, task_names, first_n, init_prompts, init_task))
+
+
+@gin.configurable
+def prompt_bank(backbone, task_names, *, length: int = 100, init: str = "sampled_vocab",
+                first_n: int = 5000):
+  """One prompt per task, trained together (MPT's teachers); each task draws its own
+  initial rows."""
+  if init not in ("uniform", "sampled_vocab"):
+    raise ValueError(f"A prompt bank starts from 'uniform' or 'sampled_vocab', not {init!r}.")
+  return prompts.PromptBank(len(task_names), length, backbone.config.d_model,
+                            _initializer(init, backbone, task_names, first_n, None, None))
+
+
+_FACTOR_INITS = {"ones": (None, None),
+                 "peft_normal": (jax.nn.initializers.normal(0.02),) * 2}
+
+
+@gin.configurable
+def decomposed_prompt(backbone, task_names, *, length: int = 100, rank: int = 1,
+                      shared_init: str = "sampled_vocab", factor_init: str = "ones",
+                      first_n: int = 5000, source: Optional[str] = None):
+  """MPT's P* ∘ (U_k V_k). With `source` (a distillation run's prompt file), P* and
+  each task's U, V start from P* and the mean U, V of the source tasks (stage 3)."""
+  num_tasks, d = len(task_names), backbone.config.d_model
+  if source is not None:
+    inits = prompt_init.from_source(source, num_tasks)
+    rank = PromptSet.load(source).rank
+  else:
+    if factor_init not in _FACTOR_INITS:
+      raise ValueError(f"Unknown factor_init {factor_init!r}: {sorted(_FACTOR_INITS)}.")
+    cols, rows = _FACTOR_INITS[factor_init]
+    inits = {"shared_init": _initializer(shared_init, backbone, task_names, first_n, None,
+                                         None), "cols_init": cols, "rows_init": rows}
+  return prompts.DecomposedPrompt(num_tasks, length, d, rank, **inits)
+
+
+def teacher_bank(path, task_names: Sequence[str]):
+  """A frozen prompt bank holding a teacher run's prompts, reordered to `task_names`."""
+  teachers = PromptSet.load(path)
+  missing = [name for name in task_names if name not in teachers.task_names]
+  if missing:
+    raise ValueError(f"The teacher prompts in {path} have no prompt for {missing}; they "
+                     f"cover {list(teachers.task_names)}.")
+  merged = teachers.merged()
+  bank = np.stack([merged[teachers.task_index(name)] for name in task_names])
+  return prompts.PromptBank(len(task_names), bank.shape[1], bank.shape[2],
+                            bank_init=prompt_init.from_array(bank, "teacher prompts"))

@@ -1,0 +1,27 @@
+r"""Trains a prompt (an MPT stage) from gin files, like t5x.train.
+
+  python -m mpt_jax.train \
+    --gin_file=runs/teachers.gin --gin_file=smoke/synthetic.gin \
+    --gin.MODEL_DIR="'/tmp/mpt/teachers'"
+
+Rerunning the same command resumes from the latest complete checkpoint in MODEL_DIR.
+Any `train(...)` argument can be bound, e.g. `--gin.train.train_steps=100`.
+"""
+
+from absl import app
+
+from mpt_jax import cli
+from mpt_jax import trainer
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments {argv[1:]}; use --gin_bindings.")
+  cli.configure_logging()
+  cli.initialize_distributed()
+  cli.parse_gin()
+  trainer.train()
+
+
+if __name__ == "__main__":
+  app.run(main, argv=cli.main_argv())
