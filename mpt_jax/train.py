@@ -9,9 +9,12 @@ Any `train(...)` argument can be bound, e.g. `--gin.train.train_steps=100`.
 """
 
 from absl import app
+from absl import flags
 
 from mpt_jax import cli
 from mpt_jax import trainer
+
+flags.adopt_module_key_flags(cli)
 
 
 def main(argv):

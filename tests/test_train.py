@@ -9,6 +9,7 @@ import pytest
 
 import mpt_jax
 from mpt_jax import checkpointing
+from mpt_jax import eval as mpt_jax_eval
 from mpt_jax import optim
 from mpt_jax import trainer
 from tests import runtime_fixtures as rf
@@ -132,3 +133,16 @@ def test_bad_inputs_fail_before_compiling_with_clear_messages(tmp_path, backbone
   with pytest.raises(ValueError, match="Eval tasks \\['nope'\\] are not among"):
     rf.train_toy(tmp_path / "c", backbone_dir, eval_period=5, eval_tasks=["nope"])
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_eval_of_the_saved_prompt_reproduces_the_training_eval(trained, backbone_dir,
+                                                                tmp_path):
+  model_dir, result = trained
+  summary = mpt_jax_eval.evaluate(
+      str(tmp_path), prompts=str(model_dir), backbone=str(backbone_dir),
+      task_feature_lengths={"inputs": 16, "targets": 4}, splits=("validation",),
+      batch_size=8, rank_classification=True)
+  assert summary["prompts"].endswith("best/prompts.safetensors")
+  assert summary["results"]["validation"] == result.metrics["eval"]
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert written["results"]["validation"] == result.metrics["eval"]
