@@ -30,10 +30,14 @@ def encoder_mask(encoder_input_tokens: jax.Array, prompt_length: int = 0) -> jax
   return mask
 
 
-def _attention_bias(query_mask, key_mask, dtype):
-  """[B, 1, q, k] additive bias: 0 where both positions are real, -1e10 elsewhere."""
-  allowed = query_mask[:, None, :, None] & key_mask[:, None, None, :]
-  return jnp.where(allowed, 0.0, _NEG_INF).astype(dtype)
+def key_padding_bias(key_mask, dtype):
+  """[B, 1, 1, k] additive bias: 0 at real keys, -1e10 at padding.
+
+  Only keys are masked (as HuggingFace does): a padded query's output is never
+  read, and a [B, 1, 1, k] term fuses into the softmax instead of materialising a
+  [B, H, q, k] mask in every layer.
+  """
+  return jnp.where(key_mask, 0.0, _NEG_INF).astype(dtype)[:, None, None, :]
 
 
 class RMSNorm(nn.Module):
@@ -63,6 +67,41 @@ class Dense(nn.Module):
     kernel = param_with_axes("kernel", self.kernel_init, (x.shape[-1], self.features),
                              jnp.float32, axes=self.kernel_axes)
     return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+
+
+class SplitHeads(nn.Module):
+  """[B, L, d] -> [B, H, L, k]; the kernel is stored 2-D (d, H*k) as t5x stores it.
+
+  Producing heads-major activations directly keeps XLA from transposing them
+  around every attention matmul (and their gradients in the backward pass).
+  """
+  num_heads: int
+  head_dim: int
+  kernel_init: nn.initializers.Initializer
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = param_with_axes("kernel", self.kernel_init,
+                             (x.shape[-1], self.num_heads * self.head_dim), jnp.float32,
+                             axes=("embed", "joined_kv"))
+    kernel = kernel.reshape(x.shape[-1], self.num_heads, self.head_dim)
+    return jnp.einsum("bld,dhk->bhlk", x.astype(self.dtype), kernel.astype(self.dtype))
+
+
+class MergeHeads(nn.Module):
+  """[B, H, L, k] -> [B, L, d]; kernel stored 2-D (H*k, d)."""
+  features: int
+  kernel_init: nn.initializers.Initializer
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    heads, head_dim = x.shape[1], x.shape[3]
+    kernel = param_with_axes("kernel", self.kernel_init, (heads * head_dim, self.features),
+                             jnp.float32, axes=("joined_kv", "embed"))
+    kernel = kernel.reshape(heads, head_dim, self.features)
+    return jnp.einsum("bhlk,hkd->bld", x.astype(self.dtype), kernel.astype(self.dtype))
 
 
 class Embed(nn.Module):
@@ -146,15 +185,15 @@ class Attention(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   def _project(self, name, x, init):
-    y = Dense(self.num_heads * self.head_dim, ("embed", "joined_kv"), kernel_init=init,
-              dtype=self.dtype, name=name)(x)
-    return y.reshape(y.shape[:-1] + (self.num_heads, self.head_dim))
+    return SplitHeads(self.num_heads, self.head_dim, init, self.dtype, name=name)(x)
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, bias, *, deterministic: bool,
+  def __call__(self, inputs_q, inputs_kv, biases, *, deterministic: bool,
                cache_mode: Optional[str] = None, decode_position=None,
                max_decode_length: int = 0):
-    """`cache_mode` is None (no cache), 'self' or 'cross'."""
+    """`biases`: additive terms broadcastable to [B, H, q, k], summed into the
+    logits (kept apart so that XLA fuses them into the softmax).
+    `cache_mode` is None (no cache), 'self' or 'cross'."""
     embed = inputs_q.shape[-1]
     kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
     query_init = lambda *a: kernel_init(*a) / np.sqrt(self.head_dim).astype(np.float32)
@@ -169,23 +208,31 @@ class Attention(nn.Module):
       key = self._project("key", inputs_kv, kernel_init)
       value = self._project("value", inputs_kv, kernel_init)
     if cache_mode == "self":
-      shape = (key.shape[0], max_decode_length, self.num_heads, self.head_dim)
+      shape = (key.shape[0], self.num_heads, max_decode_length, self.head_dim)
       cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, key.dtype)
       cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, value.dtype)
-      start = (0, decode_position, 0, 0)
+      start = (0, 0, decode_position, 0)
       cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, key, start)
       cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
       key, value = cached_key.value, cached_value.value
 
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key,
+    logits = jnp.einsum("bhqd,bhkd->bhqk", query, key,
                         preferred_element_type=jnp.float32)
-    weights = jax.nn.softmax(logits + bias.astype(jnp.float32)).astype(self.dtype)
+    for bias in biases:
+      logits = logits + bias.astype(jnp.float32)
+    # Softmax with the normalisation applied after the value matmul: dividing the
+    # [B, H, q, k] weights (and, in the backward pass, broadcasting that division)
+    # costs more on CPU than dividing the [B, H, q, d] output. Dropout commutes with
+    # the per-row division, so it may act on the unnormalised weights.
+    logits = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+    unnormalized = jnp.exp(logits)
+    denominator = jnp.sum(unnormalized, axis=-1, keepdims=True)
+    weights = unnormalized.astype(self.dtype)
     if not deterministic and self.dropout_rate > 0:
       weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
-    out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
-    out = out.reshape(out.shape[:-2] + (self.num_heads * self.head_dim,))
-    return Dense(embed, ("joined_kv", "embed"), kernel_init=kernel_init,
-                 dtype=self.dtype, name="out")(out)
+    out = jnp.einsum("bhqk,bhkd->bhqd", weights, value, preferred_element_type=jnp.float32)
+    out = (out / denominator).astype(self.dtype)
+    return MergeHeads(embed, kernel_init, self.dtype, name="out")(out)
 
 
 class Mlp(nn.Module):
@@ -221,12 +268,12 @@ class EncoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, x, bias, deterministic):
+  def __call__(self, x, biases, deterministic):
     cfg, dtype = self.config, self.config.activation_dtype
     norm = functools.partial(RMSNorm, epsilon=cfg.layer_norm_epsilon, dtype=dtype)
     y = norm(name="pre_attention_layer_norm")(x)
     y = Attention(cfg.num_heads, cfg.d_kv, cfg.dropout_rate, dtype, name="attention")(
-        y, y, bias, deterministic=deterministic)
+        y, y, biases, deterministic=deterministic)
     x = x + _residual_dropout(cfg, y, deterministic)
     y = norm(name="pre_mlp_layer_norm")(x)
     y = Mlp(cfg.d_ff, cfg.mlp_activations, cfg.dropout_rate, dtype, name="mlp")(
@@ -238,21 +285,21 @@ class DecoderLayer(nn.Module):
   config: T5Config
 
   @nn.compact
-  def __call__(self, x, encoded, self_bias, cross_bias, deterministic, decode_position=None,
-               max_decode_length=0):
+  def __call__(self, x, encoded, self_biases, cross_biases, deterministic,
+               decode_position=None, max_decode_length=0):
     cfg, dtype = self.config, self.config.activation_dtype
     decoding = decode_position is not None
     norm = functools.partial(RMSNorm, epsilon=cfg.layer_norm_epsilon, dtype=dtype)
     attention = functools.partial(Attention, cfg.num_heads, cfg.d_kv, cfg.dropout_rate, dtype)
     y = norm(name="pre_self_attention_layer_norm")(x)
     y = attention(name="self_attention")(
-        y, y, self_bias, deterministic=deterministic,
+        y, y, self_biases, deterministic=deterministic,
         cache_mode="self" if decoding else None, decode_position=decode_position,
         max_decode_length=max_decode_length)
     x = x + _residual_dropout(cfg, y, deterministic)
     y = norm(name="pre_cross_attention_layer_norm")(x)
     y = attention(name="encoder_decoder_attention")(
-        y, encoded, cross_bias, deterministic=deterministic,
+        y, encoded, cross_biases, deterministic=deterministic,
         cache_mode="cross" if decoding else None)
     x = x + _residual_dropout(cfg, y, deterministic)
     y = norm(name="pre_mlp_layer_norm")(x)
@@ -271,10 +318,11 @@ class Encoder(nn.Module):
     relpos = RelativePositionBias(cfg.num_heads, cfg.relative_attention_num_buckets,
                                   cfg.relative_attention_max_distance, bidirectional=True,
                                   dtype=cfg.activation_dtype, name="relpos_bias")
-    bias = _attention_bias(mask, mask, cfg.activation_dtype) + relpos(np.arange(length), length)
+    biases = (relpos(np.arange(length), length),
+              key_padding_bias(mask, cfg.activation_dtype))
     x = _residual_dropout(cfg, embedded, deterministic)
     for i in range(cfg.num_layers):
-      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
+      x = EncoderLayer(cfg, name=f"layers_{i}")(x, biases, deterministic)
     x = RMSNorm(cfg.layer_norm_epsilon, cfg.activation_dtype, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
@@ -285,31 +333,31 @@ class Decoder(nn.Module):
   shared_embedding: Embed
 
   @nn.compact
-  def __call__(self, embedded, encoded, decoder_mask, cross_mask, deterministic,
+  def __call__(self, embedded, encoded, cross_mask, deterministic,
                decode_position=None, max_decode_length=0):
     cfg = self.config
     relpos = RelativePositionBias(cfg.num_heads, cfg.relative_attention_num_buckets,
                                   cfg.relative_attention_max_distance, bidirectional=False,
                                   dtype=cfg.activation_dtype, name="relpos_bias")
     if decode_position is None:
+      # Causality alone masks self-attention: target padding comes after every real
+      # position, so no real query sees a padded key.
       length = embedded.shape[1]
-      allowed = np.tril(np.ones((length, length), dtype=bool))[None]
-      if decoder_mask is not None:
-        allowed = allowed & decoder_mask[:, :, None] & decoder_mask[:, None, :]
-      self_bias = jnp.where(allowed[:, None], 0.0, _NEG_INF).astype(cfg.activation_dtype)
-      self_bias = self_bias + relpos(np.arange(length), length)
+      causal = np.where(np.tril(np.ones((length, length), bool)), 0.0, _NEG_INF)
+      self_biases = (relpos(np.arange(length), length),
+                     jnp.asarray(causal[None, None], cfg.activation_dtype))
     else:
       positions = jnp.reshape(decode_position, (1,))
       visible = jnp.arange(max_decode_length) <= decode_position
-      self_bias = jnp.where(visible, 0.0, _NEG_INF)[None, None, None, :]
-      self_bias = self_bias.astype(cfg.activation_dtype) + relpos(positions, max_decode_length)
-    query_mask = jnp.ones(embedded.shape[:2], bool) if decoder_mask is None else decoder_mask
-    cross_bias = _attention_bias(query_mask, cross_mask, cfg.activation_dtype)
+      self_biases = (relpos(positions, max_decode_length),
+                     jnp.where(visible, 0.0, _NEG_INF).astype(cfg.activation_dtype)
+                     [None, None, None, :])
+    cross_biases = (key_padding_bias(cross_mask, cfg.activation_dtype),)
 
     y = _residual_dropout(cfg, embedded, deterministic)
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, name=f"layers_{i}")(
-          y, encoded, self_bias, cross_bias, deterministic, decode_position,
+          y, encoded, self_biases, cross_biases, deterministic, decode_position,
           max_decode_length)
     y = RMSNorm(cfg.layer_norm_epsilon, cfg.activation_dtype, name="decoder_norm")(y)
     hidden = _residual_dropout(cfg, y, deterministic)
@@ -342,20 +390,15 @@ class T5(nn.Module):
     mask = encoder_mask(encoder_input_tokens, prompt_length)
     return self.encoder(embedded, mask, deterministic=not enable_dropout)
 
-  def decode_with_hidden(self, encoded, encoder_mask, decoder_input_tokens,
-                         decoder_target_tokens=None, *, enable_dropout=False,
-                         decode_position=None, max_decode_length=0):
+  def decode_with_hidden(self, encoded, encoder_mask, decoder_input_tokens, *,
+                         enable_dropout=False, decode_position=None, max_decode_length=0):
     """(decoder hidden states [B, Ld, d], float32 logits [B, Ld, V]).
 
     `encoder_mask` [B, Lenc] marks real encoder positions (see `encoder_mask()`).
-    Target padding is masked when `decoder_target_tokens` is given; otherwise only
-    causality is. With `decode_position` the call is one cached decoding step.
+    With `decode_position` the call is one cached decoding step.
     """
     embedded = self.token_embedder(decoder_input_tokens)
-    decoder_mask = None
-    if decoder_target_tokens is not None and decode_position is None:
-      decoder_mask = decoder_target_tokens > 0
-    return self.decoder(embedded, encoded, decoder_mask, encoder_mask,
+    return self.decoder(embedded, encoded, encoder_mask,
                         deterministic=not enable_dropout, decode_position=decode_position,
                         max_decode_length=max_decode_length)
 
@@ -363,10 +406,9 @@ class T5(nn.Module):
     """float32 logits [B, Ld, V]; arguments as `decode_with_hidden`."""
     return self.decode_with_hidden(*args, **kwargs)[1]
 
-  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
-               prompt=None, *, enable_dropout=False):
+  def __call__(self, encoder_input_tokens, decoder_input_tokens, prompt=None, *,
+               enable_dropout=False):
     encoded = self.encode(encoder_input_tokens, prompt, enable_dropout=enable_dropout)
     prompt_length = 0 if prompt is None else prompt.shape[1]
     mask = encoder_mask(encoder_input_tokens, prompt_length)
-    return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens,
-                       enable_dropout=enable_dropout)
+    return self.decode(encoded, mask, decoder_input_tokens, enable_dropout=enable_dropout)
