@@ -1,0 +1,78 @@
+"""`make bench`: runs the JAX benchmark and, where the `reference` extra is installed,
+the PyTorch/PEFT one, then prints one table of ratios measured in this run.
+
+The PEFT side runs with $REFERENCE_PYTHON, else .venv-reference/bin/python (made by
+`make fixtures`); without either it is reported as skipped.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _run(python, script) -> dict:
+  out = subprocess.run([python, str(HERE / script)], cwd=ROOT, capture_output=True,
+                       text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _reference_python():
+  candidates = [os.environ.get("REFERENCE_PYTHON"), ROOT / ".venv-reference/bin/python"]
+  for candidate in candidates:
+    if candidate and pathlib.Path(candidate).is_file():
+      return str(candidate)
+  return None
+
+
+def rows(jax_result: dict, peft_result) -> list[tuple[str, str, str]]:
+  s = jax_result["seconds"]
+  peak = jax_result["matmul_flops_per_second"]
+  achieved = jax_result["pt_step_flops"] / s["pt_step"]
+  table = [
+      ("prompt-tuning step / forward", f"{s['pt_step'] / s['pt_forward']:.2f}", "<= 2.1"),
+      ("distillation step / student forward",
+       f"{s['distill_step'] / s['student_forward']:.2f}", "<= 3.2"),
+      ("step FLOP/s / measured f32 matmul FLOP/s", f"{achieved / peak:.2f}", ">= 0.6"),
+  ]
+  if peft_result:
+    table.append(("our step / PyTorch+PEFT step",
+                  f"{s['pt_step'] / peft_result['step']:.2f}", "<= 0.6"))
+    bound = jax_result["pt_step_flops"] / peak / peft_result["step"]
+    table.append(("  (lower bound: step FLOPs at the matmul peak / PEFT step)",
+                  f"{bound:.2f}", ""))
+  else:
+    table.append(("our step / PyTorch+PEFT step", "skipped (no reference extra)", "<= 0.6"))
+  table += [
+      ("peak resident memory of the step process", f"{jax_result['peak_rss_mb']:.0f} MB", ""),
+      ("checkpoint size on disk (prompt + optimizer state)",
+       f"{jax_result['checkpoint_bytes'] / 1024:.0f} KB "
+       f"(backbone {jax_result['backbone_bytes'] / 2**20:.0f} MB, not saved)", ""),
+  ]
+  return table
+
+
+def main():
+  jax_result = _run(sys.executable, "prompt_step.py")
+  reference = _reference_python()
+  peft_result = _run(reference, "peft_step.py") if reference else None
+  s = jax_result["seconds"]
+  print("T5-small shape, batch 8, inputs 256 + prompt 100, targets 8, float32, this CPU")
+  print(f"times (s): forward {s['pt_forward']:.3f}, step {s['pt_step']:.3f}, student "
+        f"forward {s['student_forward']:.3f}, distillation step {s['distill_step']:.3f}, "
+        f"matmul peak {jax_result['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s"
+        + (f"; PEFT step {peft_result['step']:.3f}, forward {peft_result['forward']:.3f}"
+           if peft_result else ""))
+  print()
+  print("| measure | value | target |")
+  print("|---|---|---|")
+  for name, value, target in rows(jax_result, peft_result):
+    print(f"| {name} | {value} | {target} |")
+
+
+if __name__ == "__main__":
+  main()
