@@ -53,7 +53,7 @@ class Backbone:
   @functools.cached_property
   def _logits_fn(self):
     return jax.jit(lambda params, enc, dec, prompt: self.module.apply(
-        {"params": params}, enc, dec, prompt=prompt))
+        {"params": params}, enc, dec, prompt))
 
   def logits(self, encoder_input_tokens, decoder_input_tokens, prompt=None) -> np.ndarray:
     """float32 logits [B, Ld, V]; `prompt` is None, [l, d] or [B, l, d] (encoder only)."""

@@ -70,8 +70,28 @@ def initialize_distributed() -> None:
     logging.info("Process %d of %d", jax.process_index(), jax.process_count())
 
 
+def _guard_gin_resource_reader() -> None:
+  """Makes gin's package-resource lookup tolerate namespace packages.
+
+  gin tries 'runs/common.gin' as the resource 'common.gin' of a package 'runs'; if the
+  working directory holds a plain 'runs/' folder (a namespace package, whose spec
+  has no origin) gin's check raises TypeError instead of answering "not found".
+  """
+  readers = gin.config._FILE_READERS  # pylint: disable=protected-access
+  for i, (reader, exists) in enumerate(readers):
+    if getattr(exists, "__module__", "") == "gin.resource_reader":
+      def safe_exists(path, exists=exists):
+        try:
+          return exists(path)
+        except TypeError:
+          return False
+      safe_exists.__module__ = __name__
+      readers[i] = (reader, safe_exists)
+
+
 def parse_gin() -> None:
   """Parses --gin_file and --gin_bindings with the package's gin folder searchable."""
+  _guard_gin_resource_reader()
   if FLAGS.sentencepiece_model:
     os.environ["MPT_SENTENCEPIECE_MODEL"] = FLAGS.sentencepiece_model
   if FLAGS.tfds_data_dir:

@@ -42,12 +42,16 @@ class PromptedT5(T5):
                task_ids=None, *, enable_dropout=False, use_teacher=False,
                return_hidden=False):
     """float32 logits [B, Ld, V]; with `return_hidden`, also a dict of the final
-    encoder and decoder hidden states and the encoder mask (for distillation)."""
+    encoder and decoder hidden states and the encoder mask (for distillation).
+
+    `decoder_target_tokens` is accepted for t5x's calling convention and unused:
+    causality alone masks the decoder (target padding follows every real token).
+    """
+    del decoder_target_tokens
     encoded, mask = self.encode_prompted(encoder_input_tokens, task_ids,
                                          enable_dropout=enable_dropout,
                                          use_teacher=use_teacher)
     hidden, logits = self.decode_with_hidden(encoded, mask, decoder_input_tokens,
-                                             decoder_target_tokens,
                                              enable_dropout=enable_dropout)
     if return_hidden:
       return logits, {"encoder": encoded, "decoder": hidden, "encoder_mask": mask}

@@ -6,7 +6,7 @@ length and initialisation. The defaults follow the paper: l = 100, rank 1,
 teachers from sampled vocabulary embeddings.
 """
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import gin
 import jax
@@ -16,6 +16,7 @@ import seqio
 from mpt_jax import prompt_init
 from mpt_jax import prompts
 from mpt_jax.io.prompt_file import PromptSet
+from tasks import few_shot
 from tasks import registry
 
 
@@ -60,13 +61,40 @@ def single_prompt(backbone, task_names, *, length: int = 100, init: str = "sampl
 
 @gin.configurable
 def prompt_bank(backbone, task_names, *, length: int = 100, init: str = "sampled_vocab",
-                first_n: int = 5000):
-  """One prompt per task, trained together (MPT's teachers); each task draws its own
-  initial rows."""
+                first_n: int = 5000, init_prompts: Optional[str] = None,
+                source_tasks: Union[None, str, Mapping[str, str]] = None):
+  """One prompt per task, trained together (MPT's teachers, the PT baseline).
+
+  `init='file'` is SPoT-style transfer: each task starts from a source task's trained
+  prompt in `init_prompts`, the source named by `source_tasks` (one name for all, or
+  {task: source}; a k-shot task looks up its parent's name), else the task itself.
+  """
+  d = backbone.config.d_model
+  if init == "file":
+    if init_prompts is None:
+      raise ValueError("prompt_bank init='file' needs init_prompts, a prompt file.")
+    saved = PromptSet.load(init_prompts)
+    sources = [_source_task(name, source_tasks, saved) for name in task_names]
+    bank = np.stack([saved.prompt(source) for source in sources])
+    return prompts.PromptBank(len(task_names), length, d,
+                              bank_init=prompt_init.from_array(bank, "source prompts"))
   if init not in ("uniform", "sampled_vocab"):
-    raise ValueError(f"A prompt bank starts from 'uniform' or 'sampled_vocab', not {init!r}.")
-  return prompts.PromptBank(len(task_names), length, backbone.config.d_model,
+    raise ValueError(f"A prompt bank starts from 'uniform', 'sampled_vocab' or 'file', not "
+                     f"{init!r}.")
+  return prompts.PromptBank(len(task_names), length, d,
                             _initializer(init, backbone, task_names, first_n, None, None))
+
+
+def _source_task(task: str, source_tasks, saved: PromptSet) -> str:
+  parent = few_shot.parent_name(task)
+  if isinstance(source_tasks, str):
+    return source_tasks
+  if source_tasks and parent in source_tasks:
+    return source_tasks[parent]
+  if parent in saved.task_names:
+    return parent
+  raise ValueError(f"No source prompt for {task!r}: name one in prompt_bank.source_tasks "
+                   f"(the prompt file has {list(saved.task_names)}).")
 
 
 _FACTOR_INITS = {"ones": (None, None),
@@ -76,12 +104,15 @@ _FACTOR_INITS = {"ones": (None, None),
 @gin.configurable
 def decomposed_prompt(backbone, task_names, *, length: int = 100, rank: int = 1,
                       shared_init: str = "sampled_vocab", factor_init: str = "ones",
-                      first_n: int = 5000, source: Optional[str] = None):
+                      first_n: int = 5000, source: Optional[str] = None,
+                      shared_per_task: bool = False):
   """MPT's P* ∘ (U_k V_k). With `source` (a distillation run's prompt file), P* and
-  each task's U, V start from P* and the mean U, V of the source tasks (stage 3)."""
+  each task's U, V start from P* and the mean U, V of the source tasks (stage 3).
+  `shared_per_task` gives each task its own P* (single-target MPT for every task in
+  one job); by default the tasks share P* (multi-target MPT*)."""
   num_tasks, d = len(task_names), backbone.config.d_model
   if source is not None:
-    inits = prompt_init.from_source(source, num_tasks)
+    inits = prompt_init.from_source(source, num_tasks, shared_per_task)
     rank = PromptSet.load(source).rank
   else:
     if factor_init not in _FACTOR_INITS:
@@ -89,7 +120,8 @@ def decomposed_prompt(backbone, task_names, *, length: int = 100, rank: int = 1,
     cols, rows = _FACTOR_INITS[factor_init]
     inits = {"shared_init": _initializer(shared_init, backbone, task_names, first_n, None,
                                          None), "cols_init": cols, "rows_init": rows}
-  return prompts.DecomposedPrompt(num_tasks, length, d, rank, **inits)
+  return prompts.DecomposedPrompt(num_tasks, length, d, rank, **inits,
+                                  shared_per_task=shared_per_task)
 
 
 def teacher_bank(path, task_names: Sequence[str]):

@@ -74,20 +74,24 @@ def from_prompt_file(path, task=None):
   return from_array(prompts.prompt(task), f"prompt of {task!r} from {path}")
 
 
-def from_source(path, num_tasks: int) -> dict:
+def from_source(path, num_tasks: int, shared_per_task: bool = False) -> dict:
   """MPT's target initialisation: P* and the mean of U and V over the source tasks.
 
   Returns the `shared_init`, `cols_init` and `rows_init` arguments of
-  `DecomposedPrompt`, each of the `num_tasks` target tasks starting at the mean.
+  `DecomposedPrompt`, each of the `num_tasks` target tasks starting at the mean
+  (and, with `shared_per_task`, at its own copy of P*).
   """
   source = PromptSet.load(path) if not isinstance(path, PromptSet) else path
-  if source.kind != "decomposed":
-    raise ValueError(f"{path} holds a {source.kind} prompt; initialising from source "
-                     "needs the decomposed prompt of a distillation run.")
+  if source.kind != "decomposed" or source.shared_per_task:
+    raise ValueError(f"{path} holds a {source.kind} prompt without one shared P*; "
+                     "initialising from source needs a distillation run's prompt.")
+  shared = source.arrays[prompts_lib.SHARED]
+  if shared_per_task:
+    shared = np.repeat(shared[None], num_tasks, axis=0)
   mean_cols = source.arrays[prompts_lib.TASK_COLS].mean(axis=0, keepdims=True)
   mean_rows = source.arrays[prompts_lib.TASK_ROWS].mean(axis=0, keepdims=True)
   return {
-      "shared_init": from_array(source.arrays[prompts_lib.SHARED], "P*"),
+      "shared_init": from_array(shared, "P*"),
       "cols_init": from_array(np.repeat(mean_cols, num_tasks, axis=0), "mean U"),
       "rows_init": from_array(np.repeat(mean_rows, num_tasks, axis=0), "mean V"),
   }

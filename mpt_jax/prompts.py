@@ -78,9 +78,14 @@ class PromptBank(nn.Module):
     return jnp.take(prompts, task_ids, axis=0)
 
 
-def merge_decomposed(shared, cols, rows):
-  """P* ∘ (U_k V_k) for every k: [l, d], [K, l, r], [K, r, d] -> [K, l, d]."""
-  return shared[None] * jnp.einsum("klr,krd->kld", cols, rows)
+def merge_decomposed(shared, cols, rows, xp=jnp):
+  """P*_k ∘ (U_k V_k) for every k: cols [K, l, r], rows [K, r, d] -> [K, l, d].
+
+  `shared` is one P* [l, d], or one per task [K, l, d] (independent single-target
+  MPT prompts trained in one job). `xp` is jnp or np.
+  """
+  product = xp.einsum("klr,krd->kld", cols, rows)
+  return (shared[None] if shared.ndim == 2 else shared) * product
 
 
 class DecomposedPrompt(nn.Module):
@@ -88,6 +93,9 @@ class DecomposedPrompt(nn.Module):
 
   By default U = 1 and V = 1/r, so U_k V_k = 1 and every task starts at P* (the
   paper leaves this open); PEFT's choice is `jax.nn.initializers.normal(0.02)` for both.
+  With `shared_per_task`, each task has its own P* [K, l, d]: K independent
+  single-target MPT prompts (the paper's MPT) trained in one job, where the
+  default shares P* across the tasks (the paper's multi-target MPT*).
   """
   num_tasks: int
   length: int
@@ -96,11 +104,18 @@ class DecomposedPrompt(nn.Module):
   shared_init: Initializer = uniform()
   cols_init: Optional[Initializer] = None
   rows_init: Optional[Initializer] = None
+  shared_per_task: bool = False
 
   @nn.compact
   def __call__(self, task_ids):
-    shared = param_with_axes(SHARED, self.shared_init, (self.length, self.embed_dim),
-                             jnp.float32, axes=("prompt", "embed"))
+    if self.shared_per_task:
+      shared = param_with_axes(SHARED, self.shared_init,
+                               (self.num_tasks, self.length, self.embed_dim), jnp.float32,
+                               axes=("tasks", "prompt", "embed"))
+      shared = jnp.take(shared, task_ids, axis=0)
+    else:
+      shared = param_with_axes(SHARED, self.shared_init, (self.length, self.embed_dim),
+                               jnp.float32, axes=("prompt", "embed"))[None]
     cols_init = self.cols_init or nn.initializers.ones
     rows_init = self.rows_init or nn.initializers.constant(1.0 / self.rank)
     cols = param_with_axes(TASK_COLS, cols_init,
@@ -111,4 +126,4 @@ class DecomposedPrompt(nn.Module):
                            axes=("tasks", "rank", "embed"))
     task_cols = jnp.take(cols, task_ids, axis=0)
     task_rows = jnp.take(rows, task_ids, axis=0)
-    return shared[None] * jnp.einsum("blr,brd->bld", task_cols, task_rows)
+    return shared * jnp.einsum("blr,brd->bld", task_cols, task_rows)

@@ -13,7 +13,7 @@ import logging
 import math
 import pathlib
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import flax
 from flax import serialization
@@ -87,14 +87,15 @@ class Setup:
   initial_trainable: dict
 
 
-def build_setup(*, backbone: str, mixture_or_task_name: str, prompt: Callable,
+def build_setup(*, backbone: Union[str, api.Backbone], mixture_or_task_name: str,
+                prompt: Callable,
                 model_cls: Callable, teacher_prompts: Optional[str],
                 partitioner: Partitioner, seed: int, dropout_rate: Optional[float],
                 dtype: Optional[str], task_names: Optional[Sequence[str]] = None) -> Setup:
   """Loads the backbone and builds the model, failing before any compilation on a bad
   task name, backbone path or prompt file."""
   task_names = list(task_names or registry.task_names(mixture_or_task_name))
-  loaded = api.load_backbone(backbone)
+  loaded = backbone if isinstance(backbone, api.Backbone) else api.load_backbone(backbone)
   config = loaded.config
   if dropout_rate is not None:
     config = config.replace(dropout_rate=dropout_rate)
@@ -253,7 +254,7 @@ def train(model_dir: str = gin.REQUIRED, *, backbone: str = gin.REQUIRED,
           eval_period: int = 0, eval_split: str = "validation",
           eval_tasks: Optional[Sequence[str]] = None, eval_batch_size: Optional[int] = None,
           rank_classification: bool = False, best_metric: str = "average",
-          checkpoint_period: int = 100, keep: Optional[int] = 3,
+          checkpoint_period: Optional[int] = 100, keep: Optional[int] = 3,
           log_period: int = 10) -> TrainResult:
   """Trains a prompt. Rerunning the same command resumes.
 
@@ -386,7 +387,7 @@ class _TrainLoop:
         logging.info("step %d/%d  loss %.4f  %.2f steps/s  %.0f tokens/s  ETA %s", step,
                      self.train_steps, metrics["loss"], rate, metrics["tokens_per_second"],
                      _eta((self.train_steps - step) / max(rate, 1e-9)))
-      if step % checkpoint_period == 0 or step == self.train_steps:
+      if (checkpoint_period and step % checkpoint_period == 0) or step == self.train_steps:
         self.save(step, position)
       if evaluator and ((eval_period and step % eval_period == 0) or
                         step == self.train_steps):

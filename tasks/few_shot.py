@@ -11,8 +11,11 @@ two training examples). Asking for more examples than the parent's `train` has i
 error rather than a silently smaller "k-shot" run.
 """
 
-from typing import Optional
+import importlib
+import re
+from typing import Optional, Sequence
 
+import gin
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -109,4 +112,29 @@ def register_few_shot(task_name: str, k: int, seed: int) -> str:
   labels = registry.class_labels(task_name)
   if labels is not None:
     registry.register_class_labels(name, labels)
+  metric = registry.primary_metric(task_name)
+  if metric is not None:
+    registry.register_primary_metric(name, metric)
+  return name
+
+
+def parent_name(name: str) -> str:
+  """The task a k-shot variant was drawn from (the name itself if it is not one)."""
+  match = re.fullmatch(r"(.+)_k\d+_s\d+", name)
+  return match.group(1) if match else name
+
+
+@gin.configurable
+def few_shot_mixture(tasks: Sequence[str] = gin.REQUIRED, k: int = 16, seed: int = 0,
+                     task_modules: Sequence[str] = ()) -> str:
+  """Registers the k-shot variant of each task and a mixture of them (equal rates, as
+  each holds k examples); returns the mixture's name, for `train.mixture_or_task_name`.
+  `task_modules` are imported first: gin calls this before `train` imports its own.
+  """
+  for module in task_modules:
+    importlib.import_module(module)
+  names = [register_few_shot(task, k, seed) for task in tasks]
+  name = few_shot_name("+".join(tasks), k, seed)
+  if name not in seqio.MixtureRegistry.names():
+    seqio.MixtureRegistry.add(name, names, default_rate=1.0)
   return name

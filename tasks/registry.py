@@ -6,6 +6,7 @@ from typing import Optional, Sequence, Union
 import seqio
 
 _CLASS_LABELS: dict[str, tuple[str, ...]] = {}
+_PRIMARY_METRICS: dict[str, str] = {}
 
 
 def close_names(name: str, limit: int = 5) -> list[str]:
@@ -41,3 +42,12 @@ def register_class_labels(task_name: str, labels: Sequence[str]) -> None:
 
 def class_labels(task_name: str) -> Optional[tuple[str, ...]]:
   return _CLASS_LABELS.get(task_name)
+
+
+def register_primary_metric(task_name: str, metric: str) -> None:
+  """Declares the one metric a results table reports for a task (the paper's)."""
+  _PRIMARY_METRICS[task_name] = metric
+
+
+def primary_metric(task_name: str) -> Optional[str]:
+  return _PRIMARY_METRICS.get(task_name)

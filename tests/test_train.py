@@ -9,7 +9,7 @@ import pytest
 
 import mpt_jax
 from mpt_jax import checkpointing
-from mpt_jax import eval as mpt_jax_eval
+from mpt_jax import evaluate_prompts
 from mpt_jax import optim
 from mpt_jax import trainer
 from tests import runtime_fixtures as rf
@@ -138,7 +138,7 @@ def test_bad_inputs_fail_before_compiling_with_clear_messages(tmp_path, backbone
 def test_eval_of_the_saved_prompt_reproduces_the_training_eval(trained, backbone_dir,
                                                                 tmp_path):
   model_dir, result = trained
-  summary = mpt_jax_eval.evaluate(
+  summary = evaluate_prompts.evaluate(
       str(tmp_path), prompts=str(model_dir), backbone=str(backbone_dir),
       task_feature_lengths={"inputs": 16, "targets": 4}, splits=("validation",),
       batch_size=8, rank_classification=True)

@@ -105,16 +105,26 @@ def write_peft_adapter(prompts: PromptSet, out_dir) -> list[pathlib.Path]:
 
   A decomposed prompt becomes one MPT adapter and a single prompt one prompt-tuning
   adapter. A prompt bank has no MPT equivalent, so each task gets its own
-  prompt-tuning adapter in `out_dir/<task name>/`.
+  prompt-tuning adapter in `out_dir/<task name>/`; so does each task of a
+  decomposed prompt with one P* per task (a one-task MPT adapter).
   """
   out_dir = pathlib.Path(out_dir)
-  if prompts.kind != "bank":
+  if prompts.kind != "bank" and not prompts.shared_per_task:
     _write_one(prompts, out_dir)
     return [out_dir]
   written = []
   for index, name in enumerate(prompts.task_names):
-    single = PromptSet("single", {"prompt": prompts.arrays["prompts"][index]}, (name,),
-                       prompts.backbone_config, prompts.metadata)
-    _write_one(single, out_dir / name)
+    _write_one(_one_task(prompts, index), out_dir / name)
     written.append(out_dir / name)
   return written
+
+
+def _one_task(prompts: PromptSet, index: int) -> PromptSet:
+  """Task `index` alone: a single prompt from a bank, or a one-task MPT prompt."""
+  name = (prompts.task_names[index],)
+  if prompts.kind == "bank":
+    return PromptSet("single", {"prompt": prompts.arrays["prompts"][index]}, name,
+                     prompts.backbone_config, prompts.metadata)
+  arrays = {k: v[index:index + 1] for k, v in prompts.arrays.items()}
+  arrays[prompts_lib.SHARED] = prompts.arrays[prompts_lib.SHARED][index]
+  return PromptSet("decomposed", arrays, name, prompts.backbone_config, prompts.metadata)

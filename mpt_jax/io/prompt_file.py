@@ -60,17 +60,21 @@ class PromptSet:
     elif self.kind == "bank":
       expected = {"prompts": 3}
     else:
-      expected = {prompts_lib.SHARED: 2, prompts_lib.TASK_COLS: 3, prompts_lib.TASK_ROWS: 3}
+      expected = {prompts_lib.TASK_COLS: 3, prompts_lib.TASK_ROWS: 3}
     for name, ndim in expected.items():
       if a[name].ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {a[name].shape}.")
     if self.kind == "decomposed":
-      l, d = a[prompts_lib.SHARED].shape
+      shared = a[prompts_lib.SHARED]
       k, l2, r = a[prompts_lib.TASK_COLS].shape
+      if shared.ndim not in (2, 3) or (shared.ndim == 3 and shared.shape[0] != k):
+        raise ValueError(f"P* must be [l, d] or one per task [{k}, l, d], got {shared.shape}.")
+      l, d = shared.shape[-2:]
       if a[prompts_lib.TASK_ROWS].shape != (k, r, d) or l2 != l:
         raise ValueError(
-            f"Inconsistent decomposed prompt: P* {(l, d)}, U {a[prompts_lib.TASK_COLS].shape}, "
-            f"V {a[prompts_lib.TASK_ROWS].shape}; expected U (K, {l}, r) and V (K, r, {d}).")
+            f"Inconsistent decomposed prompt: P* {shared.shape}, "
+            f"U {a[prompts_lib.TASK_COLS].shape}, V {a[prompts_lib.TASK_ROWS].shape}; "
+            f"expected U (K, {l}, r) and V (K, r, {d}).")
     if self.kind != "single" and len(self.task_names) != self.num_tasks:
       raise ValueError(f"{len(self.task_names)} task names for {self.num_tasks} prompts.")
 
@@ -88,6 +92,11 @@ class PromptSet:
     return self.arrays[prompts_lib.TASK_COLS].shape[2] if self.kind == "decomposed" else None
 
   @property
+  def shared_per_task(self) -> bool:
+    """Whether each task has its own P* (independent single-target MPT prompts)."""
+    return self.kind == "decomposed" and self.arrays[prompts_lib.SHARED].ndim == 3
+
+  @property
   def num_tasks(self) -> int:
     if self.kind == "single":
       return 1
@@ -102,8 +111,7 @@ class PromptSet:
       return a["prompt"][None]
     if self.kind == "bank":
       return a["prompts"]
-    shared, cols, rows = (a[n] for n in KINDS["decomposed"])
-    return shared[None] * np.einsum("klr,krd->kld", cols, rows)
+    return prompts_lib.merge_decomposed(*(a[n] for n in KINDS["decomposed"]), xp=np)
 
   def task_index(self, task: Union[str, int]) -> int:
     if isinstance(task, (int, np.integer)):

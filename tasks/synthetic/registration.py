@@ -128,6 +128,7 @@ def register(vocabulary: Optional[seqio.Vocabulary] = None, *, prefix: str = "sy
         metric_fns=[metrics.accuracy if spec.labels else metrics.squad])
     if spec.labels:
       registry.register_class_labels(name, spec.labels)
+    registry.register_primary_metric(name, "accuracy" if spec.labels else "f1")
     names[spec.role].append(name)
 
   # The clean passage is the only field: span corruption derives inputs from it.

@@ -1,0 +1,82 @@
+"""Stage 0 of the offline demo: pretrain a tiny T5 on a span-corruption task.
+
+No pretrained weights can be downloaded on the demo's machines, and prompt tuning
+needs a backbone that already knows its language, so the demo first trains every
+parameter of a small T5 on the synthetic suite's text. The result is a HuggingFace
+T5 directory; a finished one is reused (it is the cache), an unfinished one redone.
+"""
+
+import logging
+import pathlib
+import time
+from typing import Mapping, Sequence
+
+import gin
+import jax
+import numpy as np
+import optax
+
+from mpt_jax import api
+from mpt_jax import inputs
+from mpt_jax import losses
+from mpt_jax import trainer
+from mpt_jax.backbone import T5
+from mpt_jax.config import named_config
+
+def is_pretrained(directory) -> bool:
+  return (pathlib.Path(directory) / "model.safetensors").is_file()
+
+
+@gin.configurable
+def pretrain(model_dir: str = gin.REQUIRED, *, config_name: str = "t5_1_1_tiny",
+             config_overrides: Mapping = None, task: str = "synth_pretrain",
+             task_modules: Sequence[str] = ("tasks.synthetic",),
+             task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+             batch_size: int = 64, train_steps: int = 2000, learning_rate: float = 0.01,
+             warmup_steps: int = 100, seed: int = 0, log_period: int = 100) -> pathlib.Path:
+  """Trains all parameters with Adafactor (T5's pretraining optimiser) and saves a
+  HuggingFace T5 directory in `model_dir`."""
+  model_dir = pathlib.Path(model_dir)
+  if is_pretrained(model_dir):
+    logging.info("Using the pretrained backbone in %s", model_dir)
+    return model_dir
+  trainer.import_modules(task_modules)
+  config = named_config(config_name, **dict(config_overrides or {}))
+  params = api.random_backbone(config, seed).params
+  schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps,
+                                                train_steps, learning_rate * 0.1)
+  optimizer = optax.adafactor(schedule)
+  opt_state = optimizer.init(params)
+  module = T5(config)
+
+  def loss_fn(p, batch, rng):
+    logits = module.apply({"params": p}, batch["encoder_input_tokens"],
+                          batch["decoder_input_tokens"], enable_dropout=True,
+                          rngs={"dropout": rng})
+    return losses.cross_entropy(logits, batch["decoder_target_tokens"],
+                                batch["decoder_loss_weights"], z_loss=1e-4)[0]
+
+  @jax.jit
+  def step(p, state, batch, rng):
+    loss, grads = jax.value_and_grad(loss_fn)(p, batch, rng)
+    updates, state = optimizer.update(grads, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+  batches = inputs.MixedBatches([task], np.ones(1), task_feature_lengths, batch_size,
+                                seed=seed)
+  key, start, recent = jax.random.PRNGKey(seed), time.time(), []
+  for i in range(1, train_steps + 1):
+    params, opt_state, loss = step(params, opt_state, next(batches),
+                                   jax.random.fold_in(key, i))
+    recent.append(loss)
+    if i % log_period == 0 or i == train_steps:
+      elapsed = time.time() - start
+      logging.info("pretrain step %d/%d  loss %.4f  %.1f steps/s  ETA %.0fs", i, train_steps,
+                   float(np.mean(jax.device_get(recent))), i / elapsed,
+                   (train_steps - i) * elapsed / i)
+      recent = []
+  backbone = api.Backbone(config, jax.tree.map(np.asarray, params))
+  tmp = model_dir.with_name(model_dir.name + ".tmp")
+  backbone.save(tmp)
+  tmp.rename(model_dir)
+  return model_dir
