@@ -45,6 +45,7 @@ class TaskEvaluator:
     self.rank_classification = rank_classification
     self.evaluators = {}
     for name, task_id in task_ids.items():
+      registry.get_task_or_mixture(name)  # a clear error, or an on-demand k-shot task
       converter = TaskIdFeatureConverter(task_id)
       self.evaluators[name] = seqio.Evaluator(
           name, converter, eval_split=split, sequence_length=self.feature_lengths,

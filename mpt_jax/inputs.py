@@ -20,6 +20,7 @@ import numpy as np
 import seqio
 
 from mpt_jax.features import TaskIdFeatureConverter
+from tasks import registry
 
 MODEL_FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
                   "decoder_loss_weights", "task_ids")
@@ -30,7 +31,7 @@ def task_dataset(task_name: str, task_id: int, split: str,
                  shard_info: Optional[seqio.ShardInfo] = None,
                  num_epochs: Optional[int] = 1, skip: int = 0):
   """One task's model features, with `task_ids` = task_id."""
-  task = seqio.get_mixture_or_task(task_name)
+  task = registry.get_task_or_mixture(task_name)
   ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=shuffle, seed=seed,
                         shard_info=shard_info, num_epochs=num_epochs, use_cached=False,
                         trim_output_features=True)

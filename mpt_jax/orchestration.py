@@ -151,7 +151,7 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
              if not (r.directory(root) / "eval" / "results.json").exists()]
   if pending:
     launch.run("evaluate", "mpt_jax.eval", ["runs/eval.gin"],
-               [*common, _binding("PROMPTS", pending), "evaluate.model_dir=None",
+               [*common, _binding("PROMPTS", pending), "MODEL_DIR=None",
                 _binding("evaluate.splits", tuple(eval_splits)), *extra.get("eval", ())],
                pathlib.Path(pending[-1]) / "eval" / "results.json")
   table = results_lib.collect(root, [dataclasses.asdict(r) for r in runs], targets)

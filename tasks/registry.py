@@ -1,6 +1,7 @@
 """Look-ups every task module shares: tasks by name, and classification label sets."""
 
 import difflib
+import re
 from typing import Optional, Sequence, Union
 
 import seqio
@@ -15,11 +16,20 @@ def close_names(name: str, limit: int = 5) -> list[str]:
 
 
 def get_task_or_mixture(name: str) -> Union[seqio.Task, seqio.Mixture]:
-  """seqio.get_mixture_or_task with an error that lists the closest registered names."""
+  """seqio.get_mixture_or_task with an error that lists the closest registered names.
+
+  A k-shot variant `<task>_k<k>_s<seed>` of a registered task is registered on
+  demand, so a process that did not draw it (an eval process) can still name it.
+  """
   if name in seqio.MixtureRegistry.names():
     return seqio.MixtureRegistry.get(name)
   if name in seqio.TaskRegistry.names():
     return seqio.TaskRegistry.get(name)
+  few_shot = re.fullmatch(r"(.+)_k(\d+)_s(\d+)", name)
+  if few_shot and few_shot.group(1) in seqio.TaskRegistry.names():
+    from tasks import few_shot as few_shot_lib  # pylint: disable=g-import-not-at-top
+    return seqio.TaskRegistry.get(few_shot_lib.register_few_shot(
+        few_shot.group(1), int(few_shot.group(2)), int(few_shot.group(3))))
   close = close_names(name)
   hint = f" Close registered names: {', '.join(close)}." if close else ""
   raise ValueError(

@@ -44,6 +44,7 @@ def _register():
             [t == p for t, p in zip(targets, predictions)]))}])
   registry.register_class_labels("toy_vowel", ["yes", "no"])
   seqio.MixtureRegistry.add("toy_mix", list(TASKS), default_rate=1.0)
+  seqio.MixtureRegistry.add("toy_targets", ["toy_vowel", "toy_first"], default_rate=1.0)
 
 
 if "toy_mix" not in seqio.MixtureRegistry.names():
