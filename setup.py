@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "sentencepiece==0.2.3",
     "tensorstore==0.1.86",
     "safetensors==0.8.0",
+    "etils[epath]==1.15.0",  # local and gs:// paths alike
     "matplotlib==3.11.2",  # the pipeline's training-curve plots
     "numpy>=2.0,<3",
 ]

@@ -3,9 +3,9 @@
 import dataclasses
 import functools
 import hashlib
-import pathlib
 from typing import Optional, Union
 
+from etils import epath
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ import numpy as np
 from mpt_jax.backbone import T5
 from mpt_jax.config import T5Config, named_config
 from mpt_jax.io import backbone_params
+from mpt_jax.io import files
 from mpt_jax.io import hf_reader
 from mpt_jax.io import hf_writer
 from mpt_jax.io import peft_adapter
@@ -46,7 +47,7 @@ class Backbone:
       digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()[:16]
 
-  def save(self, directory) -> pathlib.Path:
+  def save(self, directory) -> epath.Path:
     """Writes a HuggingFace T5 directory that `load_backbone` (or transformers) reads."""
     return hf_writer.write_hf_t5(self.config, self.params, directory)
 
@@ -100,7 +101,7 @@ def load_backbone(path, config: Union[None, str, T5Config] = None) -> Backbone:
   checkpoint lacks it: HF directories carry config.json; for T5X checkpoints it is
   inferred from the parameter shapes unless given.
   """
-  path = pathlib.Path(path)
+  path = files.as_path(path)
   if not path.exists():
     raise FileNotFoundError(f"Backbone path {path} does not exist.")
   config = _as_config(config)
@@ -132,7 +133,7 @@ def random_backbone(config: Union[str, T5Config], seed: int = 0) -> Backbone:
 
 def load_prompts(path) -> PromptSet:
   """Our prompt file (.safetensors / .npz) or a PEFT adapter directory."""
-  path = pathlib.Path(path)
+  path = files.as_path(path)
   if path.is_dir():
     if peft_adapter.is_peft_adapter(path):
       return peft_adapter.read_peft_adapter(path)
@@ -141,6 +142,6 @@ def load_prompts(path) -> PromptSet:
   return PromptSet.load(path)
 
 
-def export_peft(prompts: PromptSet, out_dir) -> list[pathlib.Path]:
+def export_peft(prompts: PromptSet, out_dir) -> list[epath.Path]:
   """Writes PEFT adapter directories a PyTorch user loads with PeftModel.from_pretrained."""
   return peft_adapter.write_peft_adapter(prompts, out_dir)

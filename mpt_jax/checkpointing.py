@@ -7,10 +7,11 @@ path and fingerprint, task list, JSON). Orbax only lists a step once all of it i
 committed, so a killed run resumes from the latest complete checkpoint.
 """
 
-import pathlib
 from typing import Any, Optional
 
 import orbax.checkpoint as ocp
+
+from mpt_jax.io import files
 
 STATE, DATA, RUN = "state", "data", "run"
 
@@ -23,7 +24,7 @@ class RunCheckpoints:
   """Saves and restores a run's latest checkpoints (keeping `keep` of them)."""
 
   def __init__(self, directory, keep: Optional[int] = 3):
-    self.directory = pathlib.Path(directory).absolute()
+    self.directory = files.as_path(directory)
     self.manager = ocp.CheckpointManager(
         self.directory, item_names=(STATE, DATA, RUN),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,

@@ -5,9 +5,10 @@ prompt if it kept one, else its final prompt).
 """
 
 import json
-import pathlib
+import os
 from typing import Mapping, Optional, Sequence, Union
 
+from etils import epath
 import gin
 import jax
 
@@ -17,12 +18,13 @@ from mpt_jax import models
 from mpt_jax import prompt_init
 from mpt_jax import prompts as prompts_lib
 from mpt_jax import trainer
+from mpt_jax.io import files
 from mpt_jax.io.prompt_file import PromptSet
 from mpt_jax.partitioning import Partitioner
 
-def resolve_prompts(path) -> pathlib.Path:
+def resolve_prompts(path) -> epath.Path:
   """A prompt file or adapter directory as given, or the best/final prompt of a run."""
-  path = pathlib.Path(path)
+  path = files.as_path(path)
   for candidate in (path / "best" / "prompts.safetensors", path / "prompts.safetensors"):
     if path.is_dir() and candidate.is_file():
       return candidate
@@ -55,7 +57,7 @@ def _task_ids(prompt_set: PromptSet, tasks: Sequence[str]) -> dict[str, int]:
   return {name: prompt_set.task_index(name) for name in tasks}
 
 
-def results_dir(prompts_path: pathlib.Path) -> pathlib.Path:
+def results_dir(prompts_path: epath.Path) -> epath.Path:
   """Where a prompt's results go by default: `<run>/eval/` for a run's prompts."""
   run = prompts_path.parent.parent if prompts_path.parent.name == "best" else prompts_path.parent
   return run / "eval"
@@ -73,7 +75,7 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   backbone is loaded once and each prompt's results go to `results_dir(prompt)`.
   `tasks` defaults to each prompt file's tasks."""
   trainer.import_modules(task_modules)
-  several = not isinstance(prompts, (str, pathlib.Path))
+  several = not isinstance(prompts, (str, os.PathLike))
   if several and model_dir is not None:
     raise ValueError("With several prompts, results go beside each; leave MODEL_DIR unset.")
   loaded = api.load_backbone(backbone)
@@ -84,7 +86,7 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
     summary = _evaluate_one(path, loaded, tasks, splits, task_feature_lengths, batch_size,
                             rank_classification, partitioner, dtype, num_examples)
     if jax.process_index() == 0:
-      out = pathlib.Path(model_dir) if model_dir else results_dir(path)
+      out = files.as_path(model_dir) if model_dir else results_dir(path)
       out.mkdir(parents=True, exist_ok=True)
       (out / "results.json").write_text(json.dumps(summary, indent=2))
     summaries.append(summary)

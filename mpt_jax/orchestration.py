@@ -14,14 +14,15 @@ adapt/<method>/<setting>/seed<N>/ for each target run, with eval/results.json in
 import dataclasses
 import logging
 import os
-import pathlib
 import subprocess
 import sys
 from typing import Mapping, Optional, Sequence
 
+from etils import epath
 import gin
 
 from mpt_jax import cli
+from mpt_jax.io import files
 from mpt_jax import results as results_lib
 from mpt_jax import trainer
 from tasks import registry
@@ -42,7 +43,7 @@ class Run:
   setting: str  # "full" or "k<k>_d<draw>"
   seed: int
 
-  def directory(self, root: pathlib.Path) -> pathlib.Path:
+  def directory(self, root: epath.Path) -> epath.Path:
     return root / "adapt" / self.method / self.setting / f"seed{self.seed}"
 
 
@@ -53,7 +54,7 @@ def _binding(name: str, value) -> str:
 class Launcher:
   """Starts stage processes with the pipeline's gin files, bindings and caches."""
 
-  def __init__(self, root: pathlib.Path, gin_files: Sequence[str], bindings: Sequence[str]):
+  def __init__(self, root: epath.Path, gin_files: Sequence[str], bindings: Sequence[str]):
     self.root = root
     self.gin_files = list(gin_files)
     self.bindings = list(bindings)
@@ -62,7 +63,7 @@ class Launcher:
                 "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
   def run(self, name: str, module: str, gin_files: Sequence[str], bindings: Sequence[str],
-          done: pathlib.Path, shared: bool = True) -> None:
+          done: epath.Path, shared: bool = True) -> None:
     """Runs a stage unless `done` exists; `shared` adds the pipeline's gin files."""
     if done.exists():
       logging.info("[%s] already complete (%s); skipping", name, done)
@@ -89,7 +90,7 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
                  seeds: Sequence[int] = (0,), spot_sources=None,
                  stage_bindings: Optional[Mapping[str, Sequence[str]]] = None,
                  pretrain_gin_files: Sequence[str] = (), pretrain_dir: Optional[str] = None,
-                 eval_splits: Sequence[str] = ("validation", "test")) -> pathlib.Path:
+                 eval_splits: Sequence[str] = ("validation", "test")) -> epath.Path:
   """Runs (or resumes) every stage, writes the results table; returns ROOT_DIR.
 
   `backbone` is a HuggingFace or T5X checkpoint; when None, stage 0 pretrains one
@@ -98,7 +99,7 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
   stage: keys 'pretrain', 'teachers', 'distill', each method, 'few_shot' and 'eval'.
   `spot_sources` maps each target task to the teacher it starts from (SPoT).
   """
-  root = pathlib.Path(root_dir).absolute()
+  root = files.as_path(root_dir)
   root.mkdir(parents=True, exist_ok=True)
   unknown = sorted(set(methods) - set(METHODS))
   if unknown:
@@ -111,10 +112,10 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
                                       *bindings])
 
   if backbone is None:
-    backbone = str(pathlib.Path(pretrain_dir or root / "backbone").absolute())
+    backbone = str(files.as_path(pretrain_dir or root / "backbone"))
     launch.run("pretrain", "mpt_jax.pretrain", pretrain_gin_files,
                [_binding("MODEL_DIR", backbone), *extra.get("pretrain", ())],
-               pathlib.Path(backbone) / "model.safetensors", shared=False)
+               files.as_path(backbone) / "model.safetensors", shared=False)
   common = [_binding("BACKBONE", backbone)]
 
   teachers, distill = root / "teachers", root / "distill"
@@ -153,7 +154,7 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
     launch.run("evaluate", "mpt_jax.eval", ["runs/eval.gin"],
                [*common, _binding("PROMPTS", pending), "MODEL_DIR=None",
                 _binding("evaluate.splits", tuple(eval_splits)), *extra.get("eval", ())],
-               pathlib.Path(pending[-1]) / "eval" / "results.json")
+               files.as_path(pending[-1]) / "eval" / "results.json")
   table = results_lib.collect(root, [dataclasses.asdict(r) for r in runs], targets)
   results_lib.write(root, table)
   results_lib.plot_curves(root, [teachers, distill] + [r.directory(root) for r in runs])

@@ -7,10 +7,10 @@ T5 directory; a finished one is reused (it is the cache), an unfinished one redo
 """
 
 import logging
-import pathlib
 import time
 from typing import Mapping, Sequence
 
+from etils import epath
 import gin
 import jax
 import numpy as np
@@ -22,9 +22,10 @@ from mpt_jax import losses
 from mpt_jax import trainer
 from mpt_jax.backbone import T5
 from mpt_jax.config import named_config
+from mpt_jax.io import files
 
 def is_pretrained(directory) -> bool:
-  return (pathlib.Path(directory) / "model.safetensors").is_file()
+  return (files.as_path(directory) / "model.safetensors").is_file()
 
 
 @gin.configurable
@@ -33,10 +34,10 @@ def pretrain(model_dir: str = gin.REQUIRED, *, config_name: str = "t5_1_1_tiny",
              task_modules: Sequence[str] = ("tasks.synthetic",),
              task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
              batch_size: int = 64, train_steps: int = 2000, learning_rate: float = 0.01,
-             warmup_steps: int = 100, seed: int = 0, log_period: int = 100) -> pathlib.Path:
+             warmup_steps: int = 100, seed: int = 0, log_period: int = 100) -> epath.Path:
   """Trains all parameters with Adafactor (T5's pretraining optimiser) and saves a
   HuggingFace T5 directory in `model_dir`."""
-  model_dir = pathlib.Path(model_dir)
+  model_dir = files.as_path(model_dir)
   if is_pretrained(model_dir):
     logging.info("Using the pretrained backbone in %s", model_dir)
     return model_dir

@@ -10,9 +10,10 @@ tasks a row of the paper's MPT figures (T5-Base) stands beside ours.
 import collections
 import csv
 import json
-import pathlib
+import io
 from typing import Mapping, Sequence
 
+from etils import epath
 import matplotlib
 
 matplotlib.use("Agg")
@@ -47,7 +48,7 @@ def _setting_group(setting: str) -> str:
   return "full" if setting == "full" else "k=" + setting.split("_")[0][1:]
 
 
-def _run_scores(run_dir: pathlib.Path) -> dict[str, float]:
+def _run_scores(run_dir: epath.Path) -> dict[str, float]:
   """{parent task: score} of a run on its test split (dev if it has no test)."""
   summary = json.loads((run_dir / "eval" / "results.json").read_text())["results"]
   split = "test" if "test" in summary else next(iter(summary))
@@ -55,7 +56,7 @@ def _run_scores(run_dir: pathlib.Path) -> dict[str, float]:
           for task, metrics in summary[split].items()}
 
 
-def collect(root: pathlib.Path, runs: Sequence[Mapping], targets: Sequence[str]) -> dict:
+def collect(root: epath.Path, runs: Sequence[Mapping], targets: Sequence[str]) -> dict:
   """The table as a dict: columns, then one row per (method, setting) with each cell's
   mean, std and the values behind it."""
   columns = sorted({few_shot.parent_name(t) for t in targets})
@@ -79,17 +80,17 @@ def collect(root: pathlib.Path, runs: Sequence[Mapping], targets: Sequence[str])
           "paper_mpt_t5_base": paper}
 
 
-def write(root: pathlib.Path, table: dict) -> None:
+def write(root: epath.Path, table: dict) -> None:
   """results.json, results.csv and results.md in `root`."""
   (root / "results.json").write_text(json.dumps(table, indent=2))
   columns = table["columns"]
-  with open(root / "results.csv", "w", newline="") as f:
-    out = csv.writer(f)
-    out.writerow(["method", "setting", "n"] + [f"{c}{s}" for c in columns
-                                               for s in ("", "_std")])
-    for row in table["rows"]:
-      out.writerow([row["method"], row["setting"], row["n"]] + [
-          f"{row['cells'][c][k]:.2f}" for c in columns for k in ("mean", "std")])
+  text = io.StringIO()
+  out = csv.writer(text, lineterminator="\n")
+  out.writerow(["method", "setting", "n"] + [f"{c}{s}" for c in columns for s in ("", "_std")])
+  for row in table["rows"]:
+    out.writerow([row["method"], row["setting"], row["n"]] + [
+        f"{row['cells'][c][k]:.2f}" for c in columns for k in ("mean", "std")])
+  (root / "results.csv").write_text(text.getvalue())
   lines = ["| method | setting | n | " + " | ".join(columns) + " |",
            "|---|---|---|" + "---|" * len(columns)]
   for row in table["rows"]:
@@ -105,7 +106,7 @@ def write(root: pathlib.Path, table: dict) -> None:
   (root / "results.md").write_text("\n".join(lines) + "\n" + note)
 
 
-def _losses(run_dir: pathlib.Path):
+def _losses(run_dir: epath.Path):
   path = run_dir / "train.jsonl"
   if not path.exists():
     return None
@@ -113,7 +114,7 @@ def _losses(run_dir: pathlib.Path):
   return [r["step"] for r in rows], [r["loss"] for r in rows]
 
 
-def plot_curves(root: pathlib.Path, run_dirs: Sequence[pathlib.Path]) -> pathlib.Path:
+def plot_curves(root: epath.Path, run_dirs: Sequence[epath.Path]) -> epath.Path:
   """curves.png: the training loss of each stage; stage-3 runs grouped by method."""
   panels = collections.defaultdict(list)
   for run_dir in run_dirs:
@@ -137,7 +138,9 @@ def plot_curves(root: pathlib.Path, run_dirs: Sequence[pathlib.Path]) -> pathlib
   for ax in list(axes.flat)[len(panels):]:
     ax.axis("off")
   figure.tight_layout()
-  path = root / "curves.png"
-  figure.savefig(path, dpi=100)
+  image = io.BytesIO()
+  figure.savefig(image, format="png", dpi=100)
   plt.close(figure)
+  path = root / "curves.png"
+  path.write_bytes(image.getvalue())
   return path

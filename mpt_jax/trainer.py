@@ -11,10 +11,10 @@ import importlib
 import json
 import logging
 import math
-import pathlib
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+from etils import epath
 import flax
 from flax import serialization
 import gin
@@ -32,6 +32,7 @@ from mpt_jax import metric_writers
 from mpt_jax import models
 from mpt_jax import optim
 from mpt_jax import prompt_config
+from mpt_jax.io import files
 from mpt_jax.io.prompt_file import PromptSet
 from mpt_jax.partitioning import Partitioner
 from tasks import registry
@@ -191,7 +192,7 @@ def _local_rows(batch):
 class Evaluation:
   """Periodic dev evaluation, and keeping the best prompt by a chosen dev metric."""
 
-  def __init__(self, setup: Setup, eval_fns, model_dir: pathlib.Path, *, split: str,
+  def __init__(self, setup: Setup, eval_fns, model_dir: epath.Path, *, split: str,
                tasks: Sequence[str], feature_lengths, batch_size: int,
                rank_classification: bool, best_metric: str):
     unknown = sorted(set(tasks) - set(setup.task_names))
@@ -263,7 +264,7 @@ def train(model_dir: str = gin.REQUIRED, *, backbone: str = gin.REQUIRED,
   checkpoint, prompts.safetensors at the end, and best/ by `best_metric` on the dev
   split ('average' or 'task/metric').
   """
-  model_dir = pathlib.Path(model_dir).absolute()
+  model_dir = files.as_path(model_dir)
   import_modules(task_modules)
   partitioner = partitioner or Partitioner()
   setup = build_setup(backbone=backbone, mixture_or_task_name=mixture_or_task_name,

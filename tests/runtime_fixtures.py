@@ -14,7 +14,7 @@ TINY = dict(vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_heads=4, num_layers
 
 def write_tiny_backbone(directory, seed: int = 0) -> pathlib.Path:
   config = mpt_jax.named_config("t5_1_1_tiny", **TINY)
-  return mpt_jax.random_backbone(config, seed=seed).save(directory)
+  return pathlib.Path(mpt_jax.random_backbone(config, seed=seed).save(directory))
 
 
 def bank_prompt(length=4):

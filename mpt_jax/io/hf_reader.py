@@ -1,7 +1,6 @@
 """Reads a HuggingFace T5 directory (`config.json` + safetensors, single or sharded)."""
 
 import json
-import pathlib
 import re
 
 import numpy as np
@@ -9,6 +8,7 @@ import safetensors
 
 from mpt_jax.config import T5Config
 from mpt_jax.io import backbone_params
+from mpt_jax.io import files
 
 _ATTENTION = {"q": "query", "k": "key", "v": "value", "o": "out"}
 # HF sub-layer index -> (our attention module, its layer norm), per stack.
@@ -20,24 +20,24 @@ _DECODER_SUBLAYERS = {0: ("self_attention", "pre_self_attention_layer_norm"),
 _BLOCK = re.compile(r"(encoder|decoder)\.block\.(\d+)\.layer\.(\d+)\.(.+)")
 
 
-def _read_tensors(directory: pathlib.Path) -> dict[str, np.ndarray]:
+def _read_tensors(directory) -> dict[str, np.ndarray]:
   index = directory / "model.safetensors.index.json"
   if index.exists():
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
   elif (directory / "model.safetensors").exists():
-    files = ["model.safetensors"]
+    shards = ["model.safetensors"]
   else:
     raise FileNotFoundError(
         f"{directory} has no model.safetensors or model.safetensors.index.json. "
         "Save the model with `save_pretrained(..., safe_serialization=True)`; "
         "PyTorch .bin files are pickles and are never loaded.")
   tensors = {}
-  for name in files:
+  for name in shards:
     path = directory / name
     if not path.exists():
       raise FileNotFoundError(f"{path} is listed in the shard index but missing.")
     # The 'flax' framework reads bfloat16 too; everything is kept in float32.
-    with safetensors.safe_open(path, framework="flax") as f:
+    with files.local_copy(path) as local, safetensors.safe_open(local, framework="flax") as f:
       for key in f.keys():
         tensors[key] = np.asarray(f.get_tensor(key), dtype=np.float32)
   return tensors
@@ -73,7 +73,7 @@ def _our_name(hf_name: str) -> tuple[str, bool]:
 
 def read_hf_t5(path) -> tuple[T5Config, dict]:
   """Returns (config, params) with params named as t5x's T5 network names them."""
-  directory = pathlib.Path(path)
+  directory = files.as_path(path)
   config_path = directory / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(

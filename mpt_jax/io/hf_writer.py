@@ -5,13 +5,14 @@ PyTorch users; `hf_reader` reads it back.
 """
 
 import json
-import pathlib
 
+from etils import epath
 from flax import traverse_util
 import numpy as np
 import safetensors.numpy
 
 from mpt_jax.config import T5Config
+from mpt_jax.io import files
 
 _ATTENTION = {"query": "q", "key": "k", "value": "v", "out": "o"}
 _ENCODER = {"attention": (0, "SelfAttention"), "pre_attention_layer_norm": (0, None),
@@ -43,15 +44,15 @@ def _hf_name(name: str) -> tuple[str, bool]:
   return f"{prefix}.{module}.{projection}.weight", True
 
 
-def write_hf_t5(config: T5Config, params: dict, directory) -> pathlib.Path:
-  directory = pathlib.Path(directory)
+def write_hf_t5(config: T5Config, params: dict, directory) -> epath.Path:
+  directory = files.as_path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   tensors = {}
   for name, value in traverse_util.flatten_dict(params, sep="/").items():
     hf_name, transpose = _hf_name(name)
     value = np.asarray(value, np.float32)
     tensors[hf_name] = np.ascontiguousarray(value.T if transpose else value)
-  safetensors.numpy.save_file(tensors, str(directory / "model.safetensors"),
-                              metadata={"format": "pt"})
+  files.write_atomically(directory / "model.safetensors", lambda local: (
+      safetensors.numpy.save_file(tensors, local, metadata={"format": "pt"})))
   (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2))
   return directory

@@ -8,13 +8,14 @@ PEFT has no place for, travel in the safetensors header and PEFT ignores them.
 """
 
 import json
-import pathlib
 
+from etils import epath
 import numpy as np
 import safetensors
 import safetensors.numpy
 
 from mpt_jax import prompts as prompts_lib
+from mpt_jax.io import files
 from mpt_jax.io.prompt_file import PromptSet
 
 CONFIG_FILE = "adapter_config.json"
@@ -25,18 +26,18 @@ _PEFT_TO_OURS = {"prompt_embeddings": prompts_lib.SHARED,
 
 
 def is_peft_adapter(path) -> bool:
-  return (pathlib.Path(path) / CONFIG_FILE).is_file()
+  return (files.as_path(path) / CONFIG_FILE).is_file()
 
 
 def read_peft_adapter(path) -> PromptSet:
-  directory = pathlib.Path(path)
+  directory = files.as_path(path)
   config = json.loads((directory / CONFIG_FILE).read_text())
   weights = directory / WEIGHTS_FILE
   if not weights.is_file():
     raise FileNotFoundError(
         f"{weights} not found. Only safetensors adapters are read (adapter_model.bin is a "
         "pickle); save with `save_pretrained(..., safe_serialization=True)`.")
-  with safetensors.safe_open(str(weights), framework="numpy") as f:
+  with files.local_copy(weights) as local, safetensors.safe_open(local, framework="numpy") as f:
     tensors = {k: f.get_tensor(k) for k in f.keys()}
     header = f.metadata() or {}
   peft_type = config.get("peft_type")
@@ -86,7 +87,7 @@ def _config_for(prompts: PromptSet) -> dict:
   return config
 
 
-def _write_one(prompts: PromptSet, directory: pathlib.Path) -> None:
+def _write_one(prompts: PromptSet, directory: epath.Path) -> None:
   directory.mkdir(parents=True, exist_ok=True)
   if prompts.kind == "decomposed":
     ours_to_peft = {v: k for k, v in _PEFT_TO_OURS.items()}
@@ -94,13 +95,14 @@ def _write_one(prompts: PromptSet, directory: pathlib.Path) -> None:
   else:
     tensors = {"prompt_embeddings": prompts.arrays["prompt"]}
   metadata = {"format": "pt", "mpt_jax.task_names": json.dumps(list(prompts.task_names))}
-  safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-                              str(directory / WEIGHTS_FILE), metadata=metadata)
+  tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+  files.write_atomically(directory / WEIGHTS_FILE, lambda local: (
+      safetensors.numpy.save_file(tensors, local, metadata=metadata)))
   (directory / CONFIG_FILE).write_text(json.dumps(_config_for(prompts), indent=2,
                                                   sort_keys=True))
 
 
-def write_peft_adapter(prompts: PromptSet, out_dir) -> list[pathlib.Path]:
+def write_peft_adapter(prompts: PromptSet, out_dir) -> list[epath.Path]:
   """Writes PEFT adapter directories and returns them.
 
   A decomposed prompt becomes one MPT adapter and a single prompt one prompt-tuning
@@ -108,7 +110,7 @@ def write_peft_adapter(prompts: PromptSet, out_dir) -> list[pathlib.Path]:
   prompt-tuning adapter in `out_dir/<task name>/`; so does each task of a
   decomposed prompt with one P* per task (a one-task MPT adapter).
   """
-  out_dir = pathlib.Path(out_dir)
+  out_dir = files.as_path(out_dir)
   if prompts.kind != "bank" and not prompts.shared_per_task:
     _write_one(prompts, out_dir)
     return [out_dir]

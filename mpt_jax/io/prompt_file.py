@@ -8,14 +8,17 @@ known, the backbone's fingerprint and the training step. Never a pickle.
 
 import dataclasses
 import difflib
+import io
 import json
-import pathlib
 from typing import Any, Optional, Union
 
+from etils import epath
 import numpy as np
+import safetensors
 import safetensors.numpy
 
 from mpt_jax import prompts as prompts_lib
+from mpt_jax.io import files
 
 FORMAT = "mpt_jax.prompts/1"
 _METADATA_KEY = "__metadata__"
@@ -138,33 +141,32 @@ class PromptSet:
             "length": self.length, "embed_dim": self.embed_dim, "rank": self.rank,
             "backbone_config": self.backbone_config, "metadata": self.metadata}
 
-  def save(self, path) -> pathlib.Path:
-    """Writes `.safetensors` or `.npz` (by suffix) atomically."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+  def save(self, path) -> epath.Path:
+    """Writes `.safetensors` or `.npz` (by suffix) atomically, locally or on gs://."""
+    path = files.as_path(path)
     header = json.dumps(self._header())
     if path.suffix == ".safetensors":
-      safetensors.numpy.save_file(self.arrays, str(tmp), metadata={"mpt_jax": header})
+      write = lambda local: safetensors.numpy.save_file(self.arrays, local,
+                                                        metadata={"mpt_jax": header})
     elif path.suffix == ".npz":
-      with open(tmp, "wb") as f:
-        np.savez(f, **self.arrays, **{_METADATA_KEY: np.array(header)})
+      write = lambda local: np.savez(local, **self.arrays,
+                                     **{_METADATA_KEY: np.array(header)})
     else:
       raise ValueError(f"{path}: a prompt file ends in .safetensors or .npz.")
-    tmp.replace(path)
-    return path
+    return files.write_atomically(path, write)
 
   @classmethod
   def load(cls, path) -> "PromptSet":
-    path = pathlib.Path(path)
+    path = files.as_path(path)
     if not path.is_file():
       raise FileNotFoundError(f"Prompt file {path} does not exist.")
     if path.suffix == ".safetensors":
-      with safetensors.safe_open(str(path), framework="numpy") as f:
-        header = (f.metadata() or {}).get("mpt_jax")
-        arrays = {k: f.get_tensor(k) for k in f.keys()}
+      with files.local_copy(path) as local:
+        with safetensors.safe_open(local, framework="numpy") as f:
+          header = (f.metadata() or {}).get("mpt_jax")
+          arrays = {k: f.get_tensor(k) for k in f.keys()}
     elif path.suffix == ".npz":
-      with np.load(path, allow_pickle=False) as data:
+      with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
       header = arrays.pop(_METADATA_KEY, None)
       header = None if header is None else str(header)

@@ -11,9 +11,9 @@ is not in a T5X checkpoint, so `infer_config` derives it from the parameter shap
 
 import copy
 import os
-import pathlib
 import re
 
+from etils import epath
 from flax import serialization
 from flax import traverse_util
 import jax
@@ -22,13 +22,14 @@ import orbax.checkpoint as ocp
 import tensorstore as ts
 
 from mpt_jax.config import T5Config
+from mpt_jax.io import files
 
 _STEP_DIR = re.compile(r"checkpoint_(\d+)")
 
 
-def find_checkpoint(path) -> pathlib.Path:
+def find_checkpoint(path) -> epath.Path:
   """The `checkpoint_N` directory a path names: itself, or the latest one inside it."""
-  path = pathlib.Path(path)
+  path = files.as_path(path)
   if path.is_file() and path.name == "checkpoint":
     path = path.parent
   if not path.exists():
@@ -72,7 +73,7 @@ def _is_ts_spec(leaf) -> bool:
   return isinstance(leaf, dict) and "driver" in leaf and "kvstore" in leaf
 
 
-def _read_legacy(directory: pathlib.Path) -> dict:
+def _read_legacy(directory: epath.Path) -> dict:
   contents = serialization.msgpack_restore((directory / "checkpoint").read_bytes())
   state = contents.get("optimizer", contents)
   if "target" not in state:
@@ -89,7 +90,7 @@ def _read_legacy(directory: pathlib.Path) -> dict:
   return flat
 
 
-def _read_orbax(directory: pathlib.Path) -> dict:
+def _read_orbax(directory: epath.Path) -> dict:
   checkpointer = ocp.PyTreeCheckpointer()
   metadata = checkpointer.metadata(directory)
   tree = getattr(metadata, "item_metadata", metadata)
