@@ -47,9 +47,11 @@ setuptools.setup(
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["mpt_jax", "mpt_jax.*", "tasks", "tasks.*"])
     + ["mpt_jax.gin"],
-    # The top-level gin/ folder ships inside the package as mpt_jax/gin.
+    # The top-level gin/ folder ships inside the package as mpt_jax/gin. Its t5x/
+    # folder is also the package mpt_jax.t5x.gin (a symlink), so that t5x's gin parser
+    # finds `mpt_jax/t5x/gin/teachers.gin` and its includes as package resources.
     package_dir={"mpt_jax.gin": "gin"},
-    package_data={"mpt_jax.gin": ["*.gin", "**/*.gin"]},
+    package_data={"mpt_jax.gin": ["*.gin", "**/*.gin"], "mpt_jax.t5x.gin": ["*.gin"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

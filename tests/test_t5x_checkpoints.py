@@ -84,3 +84,11 @@ def test_missing_paths_are_clear_errors(tmp_path):
   (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
   with pytest.raises(FileNotFoundError, match="has no model.safetensors"):
     mpt_jax.load_backbone(tmp_path / "hf")
+
+
+@pytest.mark.parametrize("writer", ["legacy", "orbax"])
+def test_reads_one_parameter_alone(tmp_path, backbone, writer):
+  from mpt_jax.io import t5x_reader  # pylint: disable=g-import-not-at-top
+  getattr(t5x_layout, f"write_{writer}")(tmp_path, backbone.params, step=3)
+  embedding = t5x_reader.read_t5x_param(tmp_path, "token_embedder/embedding")
+  np.testing.assert_array_equal(embedding, backbone.params["token_embedder"]["embedding"])

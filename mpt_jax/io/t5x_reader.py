@@ -106,6 +106,33 @@ def _read_orbax(directory: epath.Path) -> dict:
   return {k: np.asarray(v, dtype=np.float32) for k, v in flat.items()}
 
 
+def read_t5x_param(path, name: str) -> np.ndarray:
+  """One parameter ('token_embedder/embedding') without reading the others."""
+  directory = find_checkpoint(path)
+  if (directory / "checkpoint").is_file():
+    contents = serialization.msgpack_restore((directory / "checkpoint").read_bytes())
+    leaf = contents.get("optimizer", contents)["target"]
+    for part in name.split("/"):
+      leaf = leaf[part]
+    if _is_ts_spec(leaf):
+      leaf = ts.open(absolute_ts_spec(leaf, str(directory)), open=True).result().read().result()
+    return np.asarray(leaf, np.float32)
+  checkpointer = ocp.PyTreeCheckpointer()
+  tree = checkpointer.metadata(directory / "state").item_metadata.tree
+  leaf = tree["target"]
+  for part in name.split("/"):
+    leaf = leaf[part]
+  item = traverse_util.unflatten_dict(
+      {("target", *name.split("/")): jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)})
+  restored = checkpointer.restore(directory / "state", args=ocp.args.PyTreeRestore(
+      item=item, restore_args=jax.tree.map(
+          lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item), partial_restore=True))
+  value = restored["target"]
+  for part in name.split("/"):
+    value = value[part]
+  return np.asarray(value, np.float32)
+
+
 def read_t5x_params(path) -> dict[str, np.ndarray]:
   """Flat {'encoder/layers_0/attention/query/kernel': array} of a T5X checkpoint."""
   directory = find_checkpoint(path)
