@@ -70,7 +70,7 @@ def initialize_distributed() -> None:
     logging.info("Process %d of %d", jax.process_index(), jax.process_count())
 
 
-def _guard_gin_resource_reader() -> None:
+def guard_gin_resource_reader() -> None:
   """Makes gin's package-resource lookup tolerate namespace packages.
 
   gin tries 'runs/common.gin' as the resource 'common.gin' of a package 'runs'; if the
@@ -91,7 +91,7 @@ def _guard_gin_resource_reader() -> None:
 
 def parse_gin() -> None:
   """Parses --gin_file and --gin_bindings with the package's gin folder searchable."""
-  _guard_gin_resource_reader()
+  guard_gin_resource_reader()
   if FLAGS.sentencepiece_model:
     os.environ["MPT_SENTENCEPIECE_MODEL"] = FLAGS.sentencepiece_model
   if FLAGS.tfds_data_dir:

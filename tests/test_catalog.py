@@ -1,6 +1,6 @@
 """Every catalog task and mixture end to end on mocked TFDS data (see catalog_fixtures.py).
 
-The expectations below restate the paper's rules (PAPER.md, docs/tasks.md) rather than
+The expectations below restate the paper's rules (PAPER.md, README.md) rather than
 reading them from the catalog's specs, so a spec that drifts from the documentation fails.
 """
 
@@ -298,11 +298,11 @@ def test_the_mixture_cap_is_a_parameter():
 
 
 def test_the_documentation_lists_every_task_and_mixture():
-  docs = (pathlib.Path(__file__).parents[1] / "docs" / "tasks.md").read_text()
+  docs = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
   for spec in ALL_SPECS:
     row = next((line for line in docs.splitlines() if line.startswith(f"| `{spec.name}` |")),
                None)
-    assert row, f"docs/tasks.md has no table row for {spec.name}"
+    assert row, f"README.md has no table row for {spec.name}"
     assert all(f"`{name}`" in row for name in spec.tfds_names), row
     assert f"`{spec.template}`" in row, row
     assert f"**{spec.paper_metric}**" in row, row
