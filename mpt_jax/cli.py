@@ -10,6 +10,7 @@ import pathlib
 import sys
 from typing import Sequence
 
+from absl import app
 from absl import flags
 from absl import logging
 import gin
@@ -125,5 +126,16 @@ def configure_logging() -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
-def main_argv() -> list[str]:
-  return rewrite_gin_shorthand(sys.argv)
+def start(argv: Sequence[str], distributed: bool = True) -> None:
+  """What every command does before its job: logging, jax.distributed, gin."""
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments {list(argv[1:])}; use --gin_bindings.")
+  configure_logging()
+  if distributed:
+    initialize_distributed()
+  parse_gin()
+
+
+def run(main) -> None:
+  """absl's app.run, with t5x's `--gin.NAME=VALUE` shorthand understood."""
+  app.run(main, argv=rewrite_gin_shorthand(sys.argv))

@@ -8,7 +8,6 @@ the results table; rerunning skips what is finished and resumes what is not.
 
 import time
 
-from absl import app
 from absl import flags
 
 from mpt_jax import cli
@@ -31,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, argv=cli.main_argv())
+  cli.run(main)

@@ -8,7 +8,6 @@ PROMPTS is a prompt file, a PEFT adapter directory, or a run's MODEL_DIR (its be
 prompt if it kept one, else its final prompt). Results go to MODEL_DIR/results.json.
 """
 
-from absl import app
 from absl import flags
 
 from mpt_jax import cli
@@ -18,13 +17,9 @@ flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments {argv[1:]}; use --gin_bindings.")
-  cli.configure_logging()
-  cli.initialize_distributed()
-  cli.parse_gin()
+  cli.start(argv)
   evaluate_prompts.evaluate()
 
 
 if __name__ == "__main__":
-  app.run(main, argv=cli.main_argv())
+  cli.run(main)

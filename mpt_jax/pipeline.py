@@ -5,7 +5,6 @@ r"""Runs the whole MPT pipeline from a gin file; see mpt_jax/orchestration.py.
 Rerunning the same command skips finished stages and resumes an interrupted one.
 """
 
-from absl import app
 from absl import flags
 
 from mpt_jax import cli
@@ -15,12 +14,9 @@ flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments {argv[1:]}; use --gin_bindings.")
-  cli.configure_logging()
-  cli.parse_gin()
+  cli.start(argv, distributed=False)
   print((orchestration.run_pipeline() / "results.md").read_text())
 
 
 if __name__ == "__main__":
-  app.run(main, argv=cli.main_argv())
+  cli.run(main)

@@ -8,7 +8,6 @@ Rerunning the same command resumes from the latest complete checkpoint in MODEL_
 Any `train(...)` argument can be bound, e.g. `--gin.train.train_steps=100`.
 """
 
-from absl import app
 from absl import flags
 
 from mpt_jax import cli
@@ -18,13 +17,9 @@ flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments {argv[1:]}; use --gin_bindings.")
-  cli.configure_logging()
-  cli.initialize_distributed()
-  cli.parse_gin()
+  cli.start(argv)
   trainer.train()
 
 
 if __name__ == "__main__":
-  app.run(main, argv=cli.main_argv())
+  cli.run(main)

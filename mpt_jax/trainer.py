@@ -32,6 +32,7 @@ from mpt_jax import metric_writers
 from mpt_jax import models
 from mpt_jax import optim
 from mpt_jax import prompt_config
+from mpt_jax import prompts as prompts_lib
 from mpt_jax.io import files
 from mpt_jax.io.prompt_file import PromptSet
 from mpt_jax.partitioning import Partitioner
@@ -368,6 +369,8 @@ class _TrainLoop:
     metrics, position = {}, self.batches.position.to_json()
     while step < self.train_steps:
       local = next(self.batches)
+      prompts_lib.check_task_ids(local["task_ids"], len(self.setup.task_names),
+                                 self.setup.task_names)
       position = self.batches.position.to_json()
       tokens += int((local["encoder_input_tokens"] > 0).sum() +
                     local["decoder_loss_weights"].sum()) * jax.process_count()

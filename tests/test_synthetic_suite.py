@@ -378,7 +378,7 @@ def test_accuracy_on_hand_worked_examples():
   assert metrics.accuracy(["a", "b", "a", "c"], ["a", "b", "c", "c"]) == {"accuracy": 75.0}
   with pytest.raises(ValueError, match="2 targets but 1 predictions"):
     metrics.accuracy(["a", "b"], ["a"])
-  with pytest.raises(ValueError, match="zero examples"):
+  with pytest.raises(ValueError, match="at least one"):
     metrics.accuracy([], [])
 
 
