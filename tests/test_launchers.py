@@ -1,6 +1,6 @@
 """The launchers in launch/: shellcheck, --help, the commands --dry-run prints for a
 2-host TPU slice and a 2-node GPU job (the batch script run under a stand-in srun),
-errors on bad input, and one real run of local.sh on the toy pipeline."""
+errors on bad input. tests/test_pipeline.py runs local.sh for real, on the toy pipeline."""
 
 import json
 import os
@@ -348,19 +348,3 @@ def test_bad_input_fails_with_a_message_naming_it(script, args, message):
   assert result.stdout == ""
   assert result.stderr.startswith(f"{script}: error: ")
   assert message in result.stderr
-
-
-@pytest.mark.xdist_group("launchers")
-def test_local_runs_the_toy_pipeline(tmp_path):
-  from tests import runtime_fixtures as rf  # pylint: disable=g-import-not-at-top
-  backbone = rf.write_tiny_backbone(tmp_path / "backbone")
-  root = tmp_path / "root"
-  result = subprocess.run(
-      [str(LAUNCH / "local.sh"), "--venv", sys.prefix, "--pipeline", "tests/toy_pipeline.gin",
-       "--model-dir", str(root), "--", f"--gin.BACKBONE_DIR='{backbone}'"],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert f"[run] {sys.prefix}/bin/python -m mpt_jax.pipeline" in result.stderr
-  markdown = (root / "results.md").read_text()
-  assert markdown.startswith("| method | setting |")
-  assert markdown in result.stdout

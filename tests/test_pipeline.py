@@ -1,5 +1,5 @@
-"""The pipeline command: an interrupted stage resumes, finished stages are skipped, and
-the results files have the documented columns."""
+"""The pipeline command (and launch/local.sh, which starts it): an interrupted stage
+resumes, finished stages are skipped, and the results files have the documented columns."""
 
 import csv
 import json
@@ -20,6 +20,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def _command(root_dir, backbone):
   return [sys.executable, "-m", "mpt_jax.pipeline", "--gin_file=tests/toy_pipeline.gin",
           f"--gin.ROOT_DIR='{root_dir}'", f"--gin.BACKBONE_DIR='{backbone}'"]
+
+
+def _local_sh(root_dir, backbone):
+  """The same run through launch/local.sh, as a user starts the pipeline."""
+  return [str(ROOT / "launch" / "local.sh"), "--venv", sys.prefix,
+          "--pipeline", "tests/toy_pipeline.gin", "--model-dir", str(root_dir), "--",
+          f"--gin.BACKBONE_DIR='{backbone}'"]
 
 
 def _steps(model_dir):
@@ -43,9 +50,10 @@ def test_pipeline_resumes_skips_and_writes_results(tmp_path):
   first.wait()
   assert not (root / "teachers" / "prompts.safetensors").exists()
 
-  second = subprocess.run(_command(root, backbone), cwd=ROOT, capture_output=True,
+  second = subprocess.run(_local_sh(root, backbone), cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
   assert second.returncode == 0, second.stderr[-3000:]
+  assert f"[run] {sys.prefix}/bin/python -m mpt_jax.pipeline" in second.stderr
   assert "Resuming" in second.stderr
   steps = _steps(root / "teachers")
   assert steps.count(1) == 1 and steps[-1] == 60  # continued, never restarted
@@ -58,6 +66,7 @@ def test_pipeline_resumes_skips_and_writes_results(tmp_path):
       ("prompt_tuning", "full"), ("mpt", "full"), ("prompt_tuning", "k=4"), ("mpt", "k=4")}
   markdown = (root / "results.md").read_text()
   assert markdown.startswith("| method | setting | n | toy_first | toy_vowel | average |")
+  assert markdown in second.stdout  # local.sh prints the table
   assert (root / "curves.png").stat().st_size > 1000
   assert (root / "adapt/mpt/k4_d0/seed0/eval/results.json").is_file()
 
