@@ -31,7 +31,7 @@ Options of this launcher:
   --job-name NAME       SLURM job name (default: mpt_jax-<stage or pipeline>).
   --log-dir DIR         Where the batch job's log goes (default: ./logs).
   --venv DIR            The virtualenv on the nodes (default: the repository's .venv,
-                        with jax's CUDA plugin installed; see docs/launching.md).
+                        with jax's CUDA plugin installed; see README.md, Launching).
 
 $(common_usage)
 EOF
@@ -80,7 +80,7 @@ VENV=$(absolute "$VENV")
 JOB_NAME=${JOB_NAME:-mpt_jax-$(job_label)}
 if ((!DRY_RUN)); then
   [[ -x $VENV/bin/python ]] ||
-    die "no virtualenv at $VENV; make it with 'make .venv/.installed' and install jax's CUDA plugin (docs/launching.md), or pass --venv"
+    die "no virtualenv at $VENV; make it with 'make .venv/.installed' and install jax's CUDA plugin (README.md, Launching), or pass --venv"
   command -v srun >/dev/null || die "srun not found: run this on a SLURM login node"
 fi
 

@@ -155,7 +155,13 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, backbone: Optional[str] = None
                [*common, _binding("PROMPTS", pending), "MODEL_DIR=None",
                 _binding("evaluate.splits", tuple(eval_splits)), *extra.get("eval", ())],
                files.as_path(pending[-1]) / "eval" / "results.json")
-  table = results_lib.collect(root, [dataclasses.asdict(r) for r in runs], targets)
-  results_lib.write(root, table)
-  results_lib.plot_curves(root, [teachers, distill] + [r.directory(root) for r in runs])
+  if _leads():
+    table = results_lib.collect(root, [dataclasses.asdict(r) for r in runs], targets)
+    results_lib.write(root, table)
+    results_lib.plot_curves(root, [teachers, distill] + [r.directory(root) for r in runs])
   return root
+
+
+def _leads() -> bool:
+  """Whether this copy of a multi-host pipeline writes the results (process 0 does)."""
+  return (cli.FLAGS.process_index or 0) == 0 and os.environ.get("SLURM_PROCID", "0") == "0"

@@ -15,7 +15,9 @@ flags.adopt_module_key_flags(cli)
 
 def main(argv):
   cli.start(argv, distributed=False)
-  print((orchestration.run_pipeline() / "results.md").read_text())
+  results = orchestration.run_pipeline() / "results.md"
+  if results.exists():  # written by process 0 of a multi-host pipeline
+    print(results.read_text())
 
 
 if __name__ == "__main__":
