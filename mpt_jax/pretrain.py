@@ -1,7 +1,7 @@
 r"""Pretrains the demo's tiny backbone (stage 0); see mpt_jax/pretraining.py.
 
   python -m mpt_jax.pretrain --gin_file=pipelines/demo_pretrain.gin \
-    --gin.MODEL_DIR="'runs/cache/demo_backbone'"
+    --gin.MODEL_DIR="'runs/cache/demo_backbone_spm'"
 """
 
 from absl import flags

@@ -23,6 +23,7 @@ from mpt_jax import trainer
 from mpt_jax.backbone import T5
 from mpt_jax.config import named_config
 from mpt_jax.io import files
+from tasks import registry
 
 def is_pretrained(directory) -> bool:
   return (files.as_path(directory) / "model.safetensors").is_file()
@@ -30,7 +31,8 @@ def is_pretrained(directory) -> bool:
 
 @gin.configurable
 def pretrain(model_dir: str = gin.REQUIRED, *, config_name: str = "t5_1_1_tiny",
-             config_overrides: Mapping = None, task: str = "synth_pretrain",
+             config_overrides: Mapping = None,
+             mixture_or_task_name: str = "synth_pretrain",
              task_modules: Sequence[str] = ("tasks.synthetic",),
              task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
              batch_size: int = 64, train_steps: int = 2000, learning_rate: float = 0.01,
@@ -38,6 +40,9 @@ def pretrain(model_dir: str = gin.REQUIRED, *, config_name: str = "t5_1_1_tiny",
   """Trains all parameters with Adafactor (T5's pretraining optimiser) and saves a
   HuggingFace T5 directory in `model_dir`."""
   model_dir = files.as_path(model_dir)
+  if train_steps <= warmup_steps:
+    raise ValueError(f"pretrain.train_steps ({train_steps}) must exceed "
+                     f"pretrain.warmup_steps ({warmup_steps}); raise one or lower the other.")
   if is_pretrained(model_dir):
     logging.info("Using the pretrained backbone in %s", model_dir)
     return model_dir
@@ -63,7 +68,9 @@ def pretrain(model_dir: str = gin.REQUIRED, *, config_name: str = "t5_1_1_tiny",
     updates, state = optimizer.update(grads, state, p)
     return optax.apply_updates(p, updates), state, loss
 
-  batches = inputs.MixedBatches([task], np.ones(1), task_feature_lengths, batch_size,
+  task_names = registry.task_names(mixture_or_task_name)
+  rates = inputs.mixing_rates(task_names, mixture_or_task_name, None, "train")
+  batches = inputs.MixedBatches(task_names, rates, task_feature_lengths, batch_size,
                                 seed=seed)
   key, start, recent = jax.random.PRNGKey(seed), time.time(), []
   for i in range(1, train_steps + 1):

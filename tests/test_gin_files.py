@@ -29,7 +29,8 @@ def _parse(files, bindings=()):
 
 
 @pytest.mark.parametrize("run", RUNS)
-@pytest.mark.parametrize("size", SIZES + ["../smoke/synthetic.gin"])
+@pytest.mark.parametrize("size", SIZES + ["../smoke/synthetic.gin",
+                                          "../smoke/synthetic_spm.gin"])
 def test_run_files_parse_with_every_model_file(run, size):
   _parse([f"runs/{run}", f"models/{size}"])
   if run != "eval.gin":

@@ -435,3 +435,11 @@ def test_pretraining_examples_are_span_corrupted_and_targets_undo_it():
     noised += len(targets) - len(sentinels)
     total += len(clean)
   assert 0.13 < noised / total < 0.17
+
+
+def test_pretraining_mixture_is_half_corpus_half_sources_and_never_the_targets():
+  mixture = seqio.get_mixture_or_task(synthetic.PRETRAIN_MIXTURE)
+  rates = {task.name: mixture.get_rate(task) for task in mixture.tasks}
+  assert set(rates) == {synthetic.PRETRAIN_TASK, *synthetic.SOURCE_TASKS}
+  assert rates[synthetic.PRETRAIN_TASK] == sum(rates[n] for n in synthetic.SOURCE_TASKS)
+  assert len({rates[n] for n in synthetic.SOURCE_TASKS}) == 1

@@ -3,8 +3,9 @@
 Importing this package registers, with `seqio.ByteVocabulary()` and default sizes:
 six source tasks shaped like the paper's (MNLI, QNLI, QQP, SST-2, SQuAD, ReCoRD),
 three held-out target tasks that share their skills (RTE, Yelp, MRQA), the
-span-corruption task `synth_pretrain`, and the mixtures `synth_source` and
-`synth_target`. Call `register(...)` for another vocabulary, sizes or prefix.
+span-corruption task `synth_pretrain`, and the mixtures `synth_source`,
+`synth_target` and `synth_pretrain_multitask`. `tasks.synthetic.spm` registers the
+same under `synth_spm_` with the suite's own SentencePiece model. Call `register(...)` for another vocabulary, sizes or prefix.
 """
 
 from tasks.synthetic.corpus import pretraining_corpus
@@ -25,3 +26,4 @@ TARGET_TASKS = _DEFAULT.target_tasks
 PRETRAIN_TASK = _DEFAULT.pretrain_task
 SOURCE_MIXTURE = _DEFAULT.source_mixture
 TARGET_MIXTURE = _DEFAULT.target_mixture
+PRETRAIN_MIXTURE = _DEFAULT.pretrain_mixture

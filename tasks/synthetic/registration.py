@@ -30,6 +30,7 @@ class Registered:
   pretrain_task: str
   source_mixture: str
   target_mixture: str
+  pretrain_mixture: str
 
 
 def _check_sizes(what: str, sizes: Mapping[str, int], splits) -> dict[str, int]:
@@ -95,7 +96,8 @@ def register(vocabulary: Optional[seqio.Vocabulary] = None, *, prefix: str = "sy
              noise_density: float = 0.15, mean_noise_span_length: float = 3.0,
              overwrite: bool = False) -> Registered:
   """Registers every suite task as `{prefix}_{name}`, `{prefix}_pretrain` and the
-  mixtures `{prefix}_source` and `{prefix}_target` (examples-proportional).
+  mixtures `{prefix}_source` and `{prefix}_target` (examples-proportional), and
+  `{prefix}_pretrain_multitask`: half span corruption, half the source tasks.
 
   Args:
     vocabulary: defaults to `seqio.ByteVocabulary()`; a SentencePiece model trained
@@ -114,7 +116,8 @@ def register(vocabulary: Optional[seqio.Vocabulary] = None, *, prefix: str = "sy
   pretrain_sizes = _check_sizes("pretrain", pretrain_sizes, ("train", "validation"))
   pretrain = f"{prefix}_pretrain"
   _check_free([f"{prefix}_{spec.name}" for spec in suite.TASKS]
-              + [pretrain, f"{prefix}_source", f"{prefix}_target"], overwrite)
+              + [pretrain, f"{prefix}_source", f"{prefix}_target",
+                 f"{prefix}_pretrain_multitask"], overwrite)
   features = {"inputs": seqio.Feature(vocabulary, add_eos=True),
               "targets": seqio.Feature(vocabulary, add_eos=True)}
   names = {"source": [], "target": []}
@@ -147,5 +150,12 @@ def register(vocabulary: Optional[seqio.Vocabulary] = None, *, prefix: str = "sy
   for role in ("source", "target"):
     rates = [(name, sizes[role]["train"]) for name in names[role]]
     _add_mixture(f"{prefix}_{role}", rates)
+  # Like T5 1.0's pretraining mixture: the backbone also learns the source tasks
+  # (supervised) beside the corpus; the target tasks stay unseen.
+  source_total = len(names["source"]) * sizes["source"]["train"]
+  _add_mixture(f"{prefix}_pretrain_multitask",
+               [(pretrain, source_total)] + [(name, sizes["source"]["train"])
+                                             for name in names["source"]])
   return Registered(tuple(names["source"]), tuple(names["target"]), pretrain,
-                    f"{prefix}_source", f"{prefix}_target")
+                    f"{prefix}_source", f"{prefix}_target",
+                    f"{prefix}_pretrain_multitask")
