@@ -168,6 +168,12 @@ validate_common() {
   [[ $MODEL_DIR != *"'"* ]] || die "--model-dir must not contain a single quote: '$MODEL_DIR'"
 }
 
+# Remote launchers have no default run (local.sh falls back to the smoke pipeline).
+require_run() {
+  [[ -n $PIPELINE ]] || ((${#STAGES[@]})) || [[ $RUNTIME == t5x ]] ||
+    die "name what to run: --stage NAME or --pipeline GIN"
+}
+
 # A local path made absolute against the caller's directory (the launchers change to
 # the repository root); empty values and URLs such as gs://... are kept as they are.
 absolute() {

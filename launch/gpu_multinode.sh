@@ -65,8 +65,7 @@ while (($#)); do
 done
 
 validate_common
-[[ -n $PIPELINE ]] || ((${#STAGES[@]})) || [[ $RUNTIME == t5x ]] ||
-  die "name what to run: --stage NAME or --pipeline GIN"
+require_run
 [[ -n $MODEL_DIR ]] ||
   die "--model-dir is required: a directory every node can write (shared filesystem or gs://)"
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer (got '$NODES')"

@@ -82,8 +82,7 @@ while (($#)); do
 done
 
 validate_common
-[[ -n $PIPELINE ]] || ((${#STAGES[@]})) || [[ $RUNTIME == t5x ]] ||
-  die "name what to run: --stage NAME or --pipeline GIN"
+require_run
 [[ -n $NAME ]] || die "--name is required: the TPU VM to create or reuse, e.g. --name mpt-v4-16"
 [[ $NAME =~ ^[a-z]([-a-z0-9]*[a-z0-9])?$ ]] ||
   die "--name '$NAME' is not a valid TPU name: lowercase letters, digits and hyphens, starting with a letter"
