@@ -341,6 +341,9 @@ def test_local_dry_run_makes_the_missing_venv_and_runs_from_the_repository(
     ("gpu_multinode.sh", ["--stage", "teachers", "--model-dir", "/x", "--nodes", "0"],
      "--nodes must be a positive integer (got '0')"),
     ("gpu_multinode.sh", ["--runtime", "t5x", "--model-dir", "/x"], "--runtime t5x needs --gin-file"),
+    ("gpu_multinode.sh", ["--model-dir", "/x"], "name what to run: --stage NAME or --pipeline"),
+    ("tpu_vm.sh", ["--name", "n", "--zone", "z", "--model-dir", "gs://b/x"],
+     "name what to run: --stage NAME or --pipeline"),
 ])
 def test_bad_input_fails_with_a_message_naming_it(script, args, message):
   result = _launch(script, "--dry-run", *args)
