@@ -33,13 +33,13 @@ def _class_label_ids(task_names: Sequence[str]) -> list[list[int]]:
 
 
 def _initializer(kind: str, backbone, task_names, first_n: int, path, task):
-  embedding = backbone.params["token_embedder"]["embedding"]
   if kind == "uniform":
     return prompts.uniform()
   if kind == "sampled_vocab":
-    return prompt_init.sampled_vocab(embedding, first_n)
+    return prompt_init.sampled_vocab(backbone.params["token_embedder"]["embedding"], first_n)
   if kind == "class_labels":
-    return prompt_init.class_labels(embedding, _class_label_ids(task_names), first_n)
+    return prompt_init.class_labels(backbone.params["token_embedder"]["embedding"],
+                                    _class_label_ids(task_names), first_n)
   if kind == "file":
     if path is None:
       raise ValueError("init='file' needs init_prompts, the prompt file to start from.")

@@ -146,6 +146,15 @@ class _FakeBackbone:
     self.config = mpt_jax.T5Config(d_model=d)
 
 
+def test_single_prompt_from_a_file_gives_every_task_the_named_source_prompt(tmp_path):
+  source, path = _source_file(tmp_path)
+  module = prompt_config.single_prompt(_FakeBackbone(6), ["t0", "t1"], length=LENGTH,
+                                       init="file", init_prompts=str(path), init_task="s3")
+  ids = jnp.array([0, 1], jnp.int32)
+  out = np.asarray(module.apply(module.init(jax.random.PRNGKey(0), ids), ids))
+  np.testing.assert_allclose(out, np.stack([source.prompt("s3")] * 2), rtol=1e-5)
+
+
 def _source_file(tmp_path, d=6, rank=2):
   rng = np.random.default_rng(0)
   source = PromptSet("decomposed", {prompts.SHARED: rng.normal(size=(LENGTH, d)),
