@@ -59,14 +59,6 @@ class T5Config:
     return dataclasses.asdict(self)
 
   @classmethod
-  def from_dict(cls, values: Mapping[str, Any]) -> "T5Config":
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"Unknown T5Config fields {unknown}; known: {sorted(known)}.")
-    return cls(**values)
-
-  @classmethod
   def from_hf_dict(cls, hf: Mapping[str, Any]) -> "T5Config":
     """Reads a HuggingFace T5 `config.json`.
 

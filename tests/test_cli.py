@@ -1,7 +1,6 @@
 """`python -m mpt_jax.train` as a user runs it: resume after SIGKILL, and flag errors."""
 
 import json
-import os
 import pathlib
 import signal
 import subprocess

@@ -9,7 +9,6 @@ model object instead, so that one implementation of the method serves both runti
 import dataclasses
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from t5x import metrics as t5x_metrics
