@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 demo: $(STAMP)
-	$(PY) -m mpt_jax.demo
+	$(PY) -m mpt_jax.pipeline --gin_file=pipelines/demo.gin
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

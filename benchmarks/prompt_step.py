@@ -18,11 +18,11 @@ from flax import serialization
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from benchmarks import common  # pylint: disable=g-import-not-at-top
-from mpt_jax import checkpointing  # pylint: disable=g-import-not-at-top
-from mpt_jax import models  # pylint: disable=g-import-not-at-top
-from mpt_jax import optim  # pylint: disable=g-import-not-at-top
-from mpt_jax import prompts  # pylint: disable=g-import-not-at-top
-from mpt_jax import trainer  # pylint: disable=g-import-not-at-top
+from mpt_jax.model import models  # pylint: disable=g-import-not-at-top
+from mpt_jax.prompts import modules as prompts  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import loop  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import optimizers  # pylint: disable=g-import-not-at-top
 
 NUM_SOURCE_TASKS = 6
 
@@ -30,13 +30,13 @@ NUM_SOURCE_TASKS = 6
 def _state(prompt_module, optimizer):
   trainable = {"prompt": prompt_module.init(jax.random.PRNGKey(0),
                                             jnp.zeros((1,), jnp.int32))["params"]}
-  return trainer.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
+  return loop.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
                             jax.random.PRNGKey(0))
 
 
 def _checkpoint_bytes(state) -> int:
   with tempfile.TemporaryDirectory() as directory:
-    saver = checkpointing.RunCheckpoints(directory, keep=1)
+    saver = checkpoints.RunCheckpoints(directory, keep=1)
     saver.save(1, serialization.to_state_dict(jax.device_get(state)), {}, {})
     saver.close()
     return sum(f.stat().st_size for f in pathlib.Path(directory).rglob("*") if f.is_file())
@@ -45,7 +45,7 @@ def _checkpoint_bytes(state) -> int:
 def main():
   config = common.small_config()
   params = common.random_params(config)
-  optimizer = optim.make_optimizer()
+  optimizer = optimizers.make_optimizer()
   batch = {k: jnp.asarray(v) for k, v in common.batch(NUM_SOURCE_TASKS).items()}
   length, width = common.PROMPT_LENGTH, config.d_model
 
@@ -64,7 +64,7 @@ def main():
     return jax.jit(lambda t, f, b: model.loss_fn(models.merge(t, f), b)[0])
 
   def step(model):
-    jitted = jax.jit(trainer.make_train_step(model, optimizer, use_dropout=False))
+    jitted = jax.jit(loop.make_train_step(model, optimizer, use_dropout=False))
     return jitted, lambda s, f, b: jitted(s, f, b)[1]["loss"]
 
   pt_forward, student_forward = forward(pt_model), forward(student_model)

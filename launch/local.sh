@@ -11,7 +11,7 @@ Usage: launch/local.sh [options] [-- python args]
 Runs a stage or a pipeline on this machine (its CPU, GPUs or TPU), from the repository
 root, in the repository's virtualenv (made by 'make' when it does not exist yet).
 Without --stage or --pipeline it runs the synthetic smoke pipeline, pipelines/demo.gin
-(about 15 minutes on a laptop CPU; results in runs/demo/results.md).
+(about 15 minutes on a laptop CPU; results in output/demo/results.md).
 
 Examples:
   launch/local.sh

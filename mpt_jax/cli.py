@@ -1,6 +1,7 @@
-"""Flags shared by `python -m mpt_jax.train` and `python -m mpt_jax.eval`, as t5x.train
-spells them: gin files and bindings (also `--gin.NAME=VALUE`), search paths, the TFDS
-data directory, a local SentencePiece model, and the multi-host flags.
+"""What every command shares: t5x.train's flags (gin files and bindings, also as
+`--gin.NAME=VALUE`, search paths, the TFDS data directory, a local SentencePiece
+model, the multi-host flags) and the start-up: logging, jax.distributed, then gin,
+with the run's task modules imported before gin parses.
 """
 
 import importlib.resources
@@ -16,6 +17,8 @@ from absl import logging
 import gin
 import jax
 
+from tasks import registry
+
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin file(s) to parse, in order. Relative "
                           "paths are looked up in --gin_search_paths and the package's gin/.")
@@ -24,13 +27,21 @@ flags.DEFINE_list("gin_search_paths", [], "Extra directories to look for gin fil
 flags.DEFINE_string("tfds_data_dir", None, "Where prepared TFDS datasets live (seqio's "
                     "TFDS data dir override), e.g. gs://bucket/tfds.")
 flags.DEFINE_string("sentencepiece_model", None, "A local copy of T5's SentencePiece "
-                    "model, used instead of its gs:// path.")
+                    "model for the task catalog, used instead of its gs:// path (sets "
+                    "default_vocabulary.sentencepiece_model_path).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for "
                     "jax.distributed; omit on Cloud TPU and SLURM, where it is detected.")
 flags.DEFINE_integer("process_count", None, "Number of processes (hosts) in the job.")
 flags.DEFINE_integer("process_index", None, "This process's index in [0, process_count).")
 flags.DEFINE_bool("multi_host", None, "Initialise jax.distributed from the environment "
                   "(Cloud TPU pod slices, SLURM). Detected when left unset.")
+
+# The gin macro naming the modules that register a run's tasks (t5x's
+# MIXTURE_OR_TASK_MODULE); they are imported before gin parses the run for real.
+TASK_MODULES_MACRO = "TASK_MODULES"
+# The flags a command hands on to the processes it starts (the pipeline's stages).
+_STAGE_FLAGS = ("gin_search_paths", "tfds_data_dir", "sentencepiece_model",
+                "coordinator_address", "process_count", "process_index", "multi_host")
 
 
 def package_gin_dir() -> pathlib.Path:
@@ -46,17 +57,16 @@ def package_gin_dir() -> pathlib.Path:
 
 def rewrite_gin_shorthand(argv: Sequence[str]) -> list[str]:
   """`--gin.MODEL_DIR="'/tmp/x'"` -> `--gin_bindings=MODEL_DIR='/tmp/x'` (t5x's style)."""
-  out = []
-  for arg in argv:
-    if arg.startswith("--gin.") and "=" in arg:
-      out.append("--gin_bindings=" + arg[len("--gin."):])
-    else:
-      out.append(arg)
-  return out
+  return ["--gin_bindings=" + arg[len("--gin."):] if arg.startswith("--gin.") and "=" in arg
+          else arg for arg in argv]
 
 
 def _on_cloud_tpu_pod() -> bool:
   return bool(os.environ.get("TPU_WORKER_HOSTNAMES", "").count(","))
+
+
+def _in_slurm_job_of_several_tasks() -> bool:
+  return int(os.environ.get("SLURM_NTASKS", "1")) > 1
 
 
 def initialize_distributed() -> None:
@@ -64,46 +74,51 @@ def initialize_distributed() -> None:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.process_count,
                                FLAGS.process_index)
   elif FLAGS.multi_host or (FLAGS.multi_host is None and (
-      _on_cloud_tpu_pod() or "SLURM_NTASKS" in os.environ and
-      int(os.environ["SLURM_NTASKS"]) > 1)):
+      _on_cloud_tpu_pod() or _in_slurm_job_of_several_tasks())):
     jax.distributed.initialize()
   if jax.process_count() > 1:
     logging.info("Process %d of %d", jax.process_index(), jax.process_count())
 
 
-def guard_gin_resource_reader() -> None:
-  """Makes gin's package-resource lookup tolerate namespace packages.
+def is_lead_process() -> bool:
+  """Whether this is process 0 of the job, before (or without) jax.distributed."""
+  return (FLAGS.process_index or 0) == 0 and os.environ.get("SLURM_PROCID", "0") == "0"
 
-  gin tries 'runs/common.gin' as the resource 'common.gin' of a package 'runs'; if the
-  working directory holds a plain 'runs/' folder (a namespace package, whose spec
-  has no origin) gin's check raises TypeError instead of answering "not found".
-  """
-  readers = gin.config._FILE_READERS  # pylint: disable=protected-access
-  for i, (reader, exists) in enumerate(readers):
-    if getattr(exists, "__module__", "") == "gin.resource_reader":
-      def safe_exists(path, exists=exists):
-        try:
-          return exists(path)
-        except TypeError:
-          return False
-      safe_exists.__module__ = __name__
-      readers[i] = (reader, safe_exists)
+
+def flag_bindings() -> list[str]:
+  """The gin bindings that flags stand for."""
+  if not FLAGS.sentencepiece_model:
+    return []
+  import tasks.vocab  # pylint: disable=g-import-not-at-top,unused-import  (the binding's target)
+  return [f"default_vocabulary.sentencepiece_model_path = {FLAGS.sentencepiece_model!r}"]
+
+
+def task_modules_named(files: Sequence[str], bindings: Sequence[str]) -> list[str]:
+  """The TASK_MODULES the gin files and bindings set, read by a first, lenient parse
+  (configurables those modules define are not registered yet)."""
+  gin.parse_config_files_and_bindings(files, bindings, finalize_config=False,
+                                      skip_unknown=True)
+  try:
+    modules = gin.query_parameter(f"{TASK_MODULES_MACRO}/macro.value")
+  except ValueError:
+    modules = []
+  gin.clear_config()
+  return [modules] if isinstance(modules, str) else list(modules)
 
 
 def parse_gin() -> None:
-  """Parses --gin_file and --gin_bindings with the package's gin folder searchable."""
-  guard_gin_resource_reader()
-  if FLAGS.sentencepiece_model:
-    os.environ["MPT_SENTENCEPIECE_MODEL"] = FLAGS.sentencepiece_model
+  """Imports the run's task modules, then parses --gin_file and --gin_bindings (and
+  the flags' bindings) with the package's gin folder searchable, and locks gin."""
   if FLAGS.tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
     seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
   for path in [*FLAGS.gin_search_paths, str(package_gin_dir())]:
     gin.add_config_file_search_path(path)
   if not FLAGS.gin_file:
-    raise ValueError("No --gin_file given: name a run, e.g. --gin_file=runs/teachers.gin.")
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings,
-                                      finalize_config=True)
+    raise app.UsageError("No --gin_file given: name a run, e.g. --gin_file=runs/teachers.gin.")
+  bindings = [*FLAGS.gin_bindings, *flag_bindings()]
+  registry.import_task_modules(task_modules_named(FLAGS.gin_file, bindings))
+  gin.parse_config_files_and_bindings(FLAGS.gin_file, bindings, finalize_config=True)
 
 
 class _QuietLibraries:
@@ -126,13 +141,11 @@ def configure_logging() -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
-def forwarded_flags() -> list[str]:
+def stage_flags() -> list[str]:
   """This command's data, vocabulary and multi-host flags, for the stage processes
   it starts (each stage joins jax.distributed the way the pipeline was told to)."""
-  names = ("gin_search_paths", "tfds_data_dir", "sentencepiece_model",
-           "coordinator_address", "process_count", "process_index", "multi_host")
   forwarded = []
-  for name in names:
+  for name in _STAGE_FLAGS:
     value = FLAGS[name].value
     if value is None or value == []:
       continue

@@ -11,7 +11,6 @@ two training examples). Asking for more examples than the parent's `train` has i
 error rather than a silently smaller "k-shot" run.
 """
 
-import importlib
 import re
 from typing import Optional, Sequence
 
@@ -94,8 +93,18 @@ class FewShotSource(seqio.DataSource):
     return ds
 
 
+_NAME = re.compile(r"(.+)_k(\d+)_s(\d+)")
+
+
 def few_shot_name(task_name: str, k: int, seed: int) -> str:
+  """The k-shot variant's name, `<task>_k<k>_s<seed>`; `parse_few_shot_name` inverts it."""
   return f"{task_name}_k{k}_s{seed}"
+
+
+def parse_few_shot_name(name: str) -> Optional[tuple[str, int, int]]:
+  """(parent task, k, seed) of a k-shot variant's name, or None for any other name."""
+  match = _NAME.fullmatch(name)
+  return (match.group(1), int(match.group(2)), int(match.group(3))) if match else None
 
 
 def register_few_shot(task_name: str, k: int, seed: int) -> str:
@@ -120,19 +129,16 @@ def register_few_shot(task_name: str, k: int, seed: int) -> str:
 
 def parent_name(name: str) -> str:
   """The task a k-shot variant was drawn from (the name itself if it is not one)."""
-  match = re.fullmatch(r"(.+)_k\d+_s\d+", name)
-  return match.group(1) if match else name
+  subset = parse_few_shot_name(name)
+  return subset[0] if subset else name
 
 
 @gin.configurable
-def few_shot_mixture(tasks: Sequence[str] = gin.REQUIRED, k: int = 16, seed: int = 0,
-                     task_modules: Sequence[str] = ()) -> str:
+def few_shot_mixture(tasks: Sequence[str] = gin.REQUIRED, k: int = 16,
+                     seed: int = 0) -> str:
   """Registers the k-shot variant of each task and a mixture of them (equal rates, as
-  each holds k examples); returns the mixture's name, for `train.mixture_or_task_name`.
-  `task_modules` are imported first: gin calls this before `train` imports its own.
-  """
-  for module in task_modules:
-    importlib.import_module(module)
+  each holds k examples); returns the mixture's name, for
+  `DataConfig.mixture_or_task_name`."""
   names = [register_few_shot(task, k, seed) for task in tasks]
   name = few_shot_name("+".join(tasks), k, seed)
   if name not in seqio.MixtureRegistry.names():

@@ -1,13 +1,23 @@
-"""Look-ups every task module shares: tasks by name, and classification label sets."""
+"""Look-ups every task module shares: task modules, tasks by name, classification label
+sets and primary metrics."""
 
 import difflib
-import re
+import importlib
 from typing import Optional, Sequence, Union
 
 import seqio
 
 _CLASS_LABELS: dict[str, tuple[str, ...]] = {}
 _PRIMARY_METRICS: dict[str, str] = {}
+
+
+def import_task_modules(names: Sequence[str]) -> None:
+  """Imports the modules that register a run's tasks (t5x's MIXTURE_OR_TASK_MODULE)."""
+  for name in names:
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ImportError(f"Cannot import task module {name!r}: {e}") from e
 
 
 def close_names(name: str, limit: int = 5) -> list[str]:
@@ -25,11 +35,10 @@ def get_task_or_mixture(name: str) -> Union[seqio.Task, seqio.Mixture]:
     return seqio.MixtureRegistry.get(name)
   if name in seqio.TaskRegistry.names():
     return seqio.TaskRegistry.get(name)
-  few_shot = re.fullmatch(r"(.+)_k(\d+)_s(\d+)", name)
-  if few_shot and few_shot.group(1) in seqio.TaskRegistry.names():
-    from tasks import few_shot as few_shot_lib  # pylint: disable=g-import-not-at-top
-    return seqio.TaskRegistry.get(few_shot_lib.register_few_shot(
-        few_shot.group(1), int(few_shot.group(2)), int(few_shot.group(3))))
+  from tasks import few_shot  # pylint: disable=g-import-not-at-top  (it imports this)
+  subset = few_shot.parse_few_shot_name(name)
+  if subset and subset[0] in seqio.TaskRegistry.names():
+    return seqio.TaskRegistry.get(few_shot.register_few_shot(*subset))
   close = close_names(name)
   hint = f" Close registered names: {', '.join(close)}." if close else ""
   raise ValueError(
@@ -38,7 +47,8 @@ def get_task_or_mixture(name: str) -> Union[seqio.Task, seqio.Mixture]:
 
 
 def task_names(name: str) -> list[str]:
-  """The leaf task names of a task or mixture, in the mixture's order."""
+  """The leaf task names of a task or mixture, in seqio's order (a mixture lists its
+  tasks sorted by name): the order that fixes a run's task ids."""
   provider = get_task_or_mixture(name)
   if isinstance(provider, seqio.Mixture):
     return [task.name for task in provider.tasks]
@@ -52,6 +62,16 @@ def register_class_labels(task_name: str, labels: Sequence[str]) -> None:
 
 def class_labels(task_name: str) -> Optional[tuple[str, ...]]:
   return _CLASS_LABELS.get(task_name)
+
+
+def label_token_ids(task_name: str) -> Optional[list[list[int]]]:
+  """Each label string of a task as target token ids (no EOS), in class-id order; None
+  if the task declares no labels."""
+  labels = class_labels(task_name)
+  if labels is None:
+    return None
+  vocab = seqio.get_mixture_or_task(task_name).output_features["targets"].vocabulary
+  return [list(vocab.encode(label)) for label in labels]
 
 
 def register_primary_metric(task_name: str, metric: str) -> None:

@@ -1,17 +1,14 @@
 """The vocabulary catalog tasks tokenize with: T5's SentencePiece model unless told otherwise.
 
-The model path is chosen, first match wins, from
-1. the gin binding `default_vocabulary.sentencepiece_model_path` (or an explicit argument),
-2. the environment variable MPT_SENTENCEPIECE_MODEL (the training CLI maps its
-   `--sentencepiece_model` flag onto it), e.g. a local copy on a machine without gs:// access,
-3. T5's public model, gs://t5-data/vocabs/cc_all.32000/sentencepiece.model.
+The model path is the gin binding `default_vocabulary.sentencepiece_model_path` (which
+the commands' `--sentencepiece_model` flag sets), e.g. a local copy on a machine without
+gs:// access, else T5's public model, gs://t5-data/vocabs/cc_all.32000/sentencepiece.model.
 
 Catalog tasks hold a `DeferredVocabulary`, which makes that choice on first use rather than
 at import: t5x-style gin files import the task module before their bindings are applied, so
 a vocabulary built at import time would never see the binding.
 """
 
-import os
 from typing import Callable, Optional
 
 import gin
@@ -19,23 +16,33 @@ import seqio
 
 DEFAULT_SENTENCEPIECE_MODEL = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
 DEFAULT_EXTRA_IDS = 100  # T5's sentinels: 32,000 pieces + 100 extra ids
-ENV_SENTENCEPIECE_MODEL = "MPT_SENTENCEPIECE_MODEL"
 
 
 @gin.configurable
 def default_vocabulary(sentencepiece_model_path: Optional[str] = None,
                        extra_ids: int = DEFAULT_EXTRA_IDS) -> seqio.SentencePieceVocabulary:
-  """T5's SentencePiece vocabulary, or the model named by gin or MPT_SENTENCEPIECE_MODEL.
+  """T5's SentencePiece vocabulary, or the model the gin binding names.
 
   SentencePieceVocabulary reads the model file lazily, so this never touches the path.
   """
-  path = (sentencepiece_model_path or os.environ.get(ENV_SENTENCEPIECE_MODEL)
-          or DEFAULT_SENTENCEPIECE_MODEL)
-  return seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
+  return seqio.SentencePieceVocabulary(
+      sentencepiece_model_path or DEFAULT_SENTENCEPIECE_MODEL, extra_ids=extra_ids)
+
+
+def _delegated(name: str) -> property:
+  """A property read from the built vocabulary."""
+  return property(lambda self: getattr(self.vocabulary, name))
 
 
 class DeferredVocabulary(seqio.Vocabulary):
   """Builds its vocabulary (by default `default_vocabulary()`) on first use, then delegates."""
+
+  bos_id = _delegated("bos_id")
+  eos_id = _delegated("eos_id")
+  pad_id = _delegated("pad_id")
+  unk_id = _delegated("unk_id")
+  extra_ids = _delegated("extra_ids")
+  vocab_size = _delegated("vocab_size")
 
   def __init__(self, build: Callable[[], seqio.Vocabulary] = default_vocabulary):
     super().__init__()
@@ -49,33 +56,11 @@ class DeferredVocabulary(seqio.Vocabulary):
     return self._vocabulary
 
   @property
-  def bos_id(self):
-    return self.vocabulary.bos_id
-
-  @property
-  def eos_id(self):
-    return self.vocabulary.eos_id
-
-  @property
-  def pad_id(self):
-    return self.vocabulary.pad_id
-
-  @property
-  def unk_id(self):
-    return self.vocabulary.unk_id
-
-  @property
-  def extra_ids(self):
-    return self.vocabulary.extra_ids
-
-  @property
-  def vocab_size(self):
-    return self.vocabulary.vocab_size
-
-  @property
   def _base_vocab_size(self):
     return self.vocabulary.vocab_size - self.vocabulary.extra_ids
 
+  # The public methods delegate whole (the built vocabulary handles EOS, unknown ids and
+  # its own extra ids); seqio.Vocabulary's abstract hooks are never reached through them.
   def encode(self, s):
     return self.vocabulary.encode(s)
 
@@ -88,18 +73,7 @@ class DeferredVocabulary(seqio.Vocabulary):
   def decode_tf(self, ids):
     return self.vocabulary.decode_tf(ids)
 
-  # seqio.Vocabulary's abstract hooks; the public methods above never reach them.
-  def _encode(self, s):
-    return self.encode(s)
-
-  def _decode(self, ids):
-    return self.decode(ids)
-
-  def _encode_tf(self, s):
-    return self.encode_tf(s)
-
-  def _decode_tf(self, ids):
-    return self.decode_tf(ids)
+  _encode, _decode, _encode_tf, _decode_tf = encode, decode, encode_tf, decode_tf
 
   def __str__(self):
     resolved = self._vocabulary if self._vocabulary is not None else "not built yet"

@@ -1,23 +1,44 @@
-"""Shared fixtures: the committed parity references and small random backbones."""
+"""Fixtures every test folder shares (built from tests/helpers.py): the committed parity
+references, the fixture backbones, a tiny random backbone on disk, and the task
+catalog on mocked TFDS data."""
 
 import os
-import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+import seqio  # pylint: disable=g-import-not-at-top
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+from tests import helpers  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture(scope="session")
 def reference():
-  with np.load(FIXTURES / "reference.npz", allow_pickle=False) as data:
+  with np.load(helpers.FIXTURES / "reference.npz", allow_pickle=False) as data:
     return {k: data[k] for k in data.files}
 
 
 @pytest.fixture(scope="session")
 def hf_t5_1_1():
   import mpt_jax  # pylint: disable=g-import-not-at-top
-  return mpt_jax.load_backbone(FIXTURES / "hf_t5_1_1")
+  return mpt_jax.load_backbone(helpers.FIXTURES / "hf_t5_1_1")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dir(tmp_path_factory):
+  """A tiny random T5 1.1 saved as a HuggingFace directory."""
+  return helpers.write_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def mock_catalog_tfds():
+  with helpers.mocked_tfds():
+    yield
+
+
+@pytest.fixture(scope="session")
+def byte_catalog():
+  """The catalog registered again as `<name>_bytes`, tokenized with seqio.ByteVocabulary."""
+  import tasks.catalog  # pylint: disable=g-import-not-at-top
+  return tasks.catalog.register_all(seqio.ByteVocabulary(), name_suffix=helpers.SUFFIX)

@@ -1,86 +1,65 @@
-"""`python -m mpt_jax.train` as a user runs it: resume after SIGKILL, and flag errors."""
+"""The shared start-up: t5x's `--gin.NAME=VALUE` shorthand, the task modules read
+before gin parses, the flags' gin bindings, and the flags a pipeline hands its stages."""
 
-import json
-import pathlib
-import signal
-import subprocess
-import sys
-import time
-
-import numpy as np
+import gin
 import pytest
 
-import mpt_jax
-from tests import runtime_fixtures as rf
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from mpt_jax import cli
 
 
-def _command(model_dir, backbone, *extra):
-  return [sys.executable, "-m", "mpt_jax.train", "--gin_file=tests/toy.gin",
-          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.BACKBONE='{backbone}'", *extra]
+@pytest.fixture
+def flags_restored():
+  saved = {name: cli.FLAGS[name].value for name in cli.FLAGS}
+  yield cli.FLAGS
+  for name, value in saved.items():
+    cli.FLAGS[name].value = value
+  gin.clear_config()
 
 
-def _last_step(model_dir):
-  path = pathlib.Path(model_dir) / "train.jsonl"
-  if not path.exists():
-    return 0
-  lines = path.read_text().splitlines()
-  return json.loads(lines[-1])["step"] if lines else 0
+def test_the_pipeline_hands_data_and_multi_host_flags_to_its_stages(flags_restored):
+  flags_restored(["prog", "--tfds_data_dir=gs://bucket/tfds", "--multi_host",
+                  "--gin_search_paths=/a,/b"])
+  assert cli.stage_flags() == ["--gin_search_paths=/a,/b",
+                               "--tfds_data_dir=gs://bucket/tfds", "--multi_host"]
 
 
-@pytest.fixture(scope="module")
-def backbone_dir(tmp_path_factory):
-  return rf.write_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny")
+def test_the_gin_shorthand_becomes_bindings():
+  assert cli.rewrite_gin_shorthand(
+      ["prog", "--gin.MODEL_DIR='/x'", "--gin_file=a.gin", "--gin.train.seed=3"]) == [
+          "prog", "--gin_bindings=MODEL_DIR='/x'", "--gin_file=a.gin",
+          "--gin_bindings=train.seed=3"]
 
 
-@pytest.mark.xdist_group("subprocesses")
-def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, backbone_dir):
-  model_dir = tmp_path / "killed"
-  process = subprocess.Popen(_command(model_dir, backbone_dir), cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  while _last_step(model_dir) < 25 and process.poll() is None and time.time() < deadline:
-    time.sleep(0.02)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  assert process.returncode == -signal.SIGKILL
-  killed_at = _last_step(model_dir)
-  assert 25 <= killed_at < 200 and not (model_dir / "prompts.safetensors").exists()
-
-  rerun = subprocess.run(_command(model_dir, backbone_dir), cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-  assert rerun.returncode == 0, rerun.stderr[-3000:]
-  assert "Resuming" in rerun.stderr
-  uninterrupted = rf.train_toy(tmp_path / "straight", backbone_dir, train_steps=200)
-  resumed = mpt_jax.load_prompts(model_dir / "prompts.safetensors")
-  np.testing.assert_allclose(resumed.merged(), uninterrupted.prompts.merged(), rtol=1e-6,
-                             atol=1e-7)
+def test_task_modules_are_read_from_files_and_bindings_before_parsing(tmp_path):
+  run = tmp_path / "run.gin"
+  run.write_text("TASK_MODULES = ['tasks.catalog']\nunknown_yet.value = 1\n")
+  assert cli.task_modules_named([str(run)], []) == ["tasks.catalog"]
+  assert cli.task_modules_named([str(run)], ["TASK_MODULES = ['tests.toy_tasks']"]) == [
+      "tests.toy_tasks"]
+  other = tmp_path / "none.gin"
+  other.write_text("X = 1\n")
+  assert cli.task_modules_named([str(other)], []) == []
 
 
-@pytest.mark.xdist_group("subprocesses")
-def test_cli_errors_name_the_problem(tmp_path, backbone_dir):
-  typo = subprocess.run(_command(tmp_path / "a", backbone_dir, "--gin.train.trian_steps=3"),
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert typo.returncode != 0 and "trian_steps" in typo.stderr
-  missing = subprocess.run(_command(tmp_path / "b", tmp_path / "missing"), cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
-  assert missing.returncode != 0
-  assert "Backbone path" in missing.stderr and "does not exist" in missing.stderr
-  helped = subprocess.run([sys.executable, "-m", "mpt_jax.train", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-  assert "--gin_file" in helped.stdout and "--coordinator_address" in helped.stdout
+def test_a_task_module_that_defines_configurables_is_imported_before_gin_locks(
+    tmp_path, flags_restored, monkeypatch):
+  module = tmp_path / "my_tasks.py"
+  module.write_text("import gin\n@gin.configurable\ndef my_vocabulary(path=None):\n"
+                    "  return path\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  run = tmp_path / "run.gin"
+  run.write_text("TASK_MODULES = ['my_tasks']\nmy_vocabulary.path = 'spm.model'\n")
+  flags_restored(["prog", f"--gin_file={run}"])
+  cli.parse_gin()
+  import my_tasks  # pylint: disable=g-import-not-at-top,import-error
+  assert my_tasks.my_vocabulary() == "spm.model"
 
 
-def test_the_pipeline_forwards_data_and_multi_host_flags_to_its_stages():
-  from mpt_jax import cli  # pylint: disable=g-import-not-at-top
-  saved = {name: cli.FLAGS[name].value for name in ("tfds_data_dir", "multi_host",
-                                                    "gin_search_paths", "process_count")}
-  try:
-    cli.FLAGS(["prog", "--tfds_data_dir=gs://bucket/tfds", "--multi_host",
-               "--gin_search_paths=/a,/b"])
-    assert cli.forwarded_flags() == ["--gin_search_paths=/a,/b",
-                                     "--tfds_data_dir=gs://bucket/tfds", "--multi_host"]
-  finally:
-    for name, value in saved.items():
-      cli.FLAGS[name].value = value
+def test_the_sentencepiece_flag_binds_the_catalog_vocabulary(flags_restored, tmp_path):
+  run = tmp_path / "run.gin"
+  run.write_text("X = 1\n")
+  flags_restored(["prog", f"--gin_file={run}", "--sentencepiece_model=/data/spiece.model"])
+  cli.parse_gin()
+  from tasks import vocab  # pylint: disable=g-import-not-at-top
+  assert vocab.default_vocabulary().sentencepiece_model_file == "/data/spiece.model"
+

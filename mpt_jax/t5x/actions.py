@@ -7,35 +7,34 @@ import jax
 import numpy as np
 from t5x import trainer as t5x_trainer
 
-from mpt_jax.config import T5Config
-from mpt_jax.io import files
-from mpt_jax.io.prompt_file import PromptSet
-from mpt_jax.trainer import import_modules
+from mpt_jax.prompts.prompt_set import PromptSet
+from mpt_jax.runtime.model_dir import ModelDir
+from mpt_jax.t5x.models import MptEncoderDecoderModel
 from tasks import registry
-
-
-def prompt_set(prompt_params, task_names, config: T5Config, step: int) -> PromptSet:
-  tree = jax.tree.map(np.asarray, jax.device_get(prompt_params))
-  kind = "single" if "prompt" in tree else "bank" if "prompts" in tree else "decomposed"
-  return PromptSet(kind, dict(tree), task_names, backbone_config=config.to_dict(),
-                   metadata={"step": step, "runtime": "t5x"})
 
 
 class WritePromptFiles(t5x_trainer.BaseAction):
   """Writes MODEL_DIR/prompts/step_N.safetensors and MODEL_DIR/prompts.safetensors."""
 
-  def __init__(self, model_dir: str, mixture_or_task_name: str, config: T5Config,
-               task_modules: Sequence[str] = ()):
-    import_modules(task_modules)
-    self.model_dir = files.as_path(model_dir)
+  def __init__(self, model_dir: str, model: MptEncoderDecoderModel,
+               mixture_or_task_name: str, task_modules: Sequence[str] = ()):
+    registry.import_task_modules(task_modules)
+    self.model_dir = ModelDir(model_dir)
+    self.model = model
     self.task_names = registry.task_names(mixture_or_task_name)
-    self.config = config
+
+  def prompt_set(self, train_state) -> PromptSet:
+    step = int(jax.device_get(train_state.step))
+    tree = jax.tree.map(np.asarray, jax.device_get(train_state.params["prompt"]))
+    return PromptSet.from_module(
+        self.model.mpt.network.prompt, tree, self.task_names,
+        backbone_config=self.model.mpt.config.to_dict(),
+        metadata={"step": step, "runtime": "t5x"})
 
   def run(self, train_state, metrics_by_task) -> bool:
     del metrics_by_task
     if jax.process_index() == 0:
-      step = int(jax.device_get(train_state.step))
-      prompts = prompt_set(train_state.params["prompt"], self.task_names, self.config, step)
-      prompts.save(self.model_dir / "prompts" / f"step_{step}.safetensors")
-      prompts.save(self.model_dir / "prompts.safetensors")
+      prompts = self.prompt_set(train_state)
+      prompts.save(self.model_dir.step_prompts(prompts.metadata["step"]))
+      prompts.save(self.model_dir.final_prompts)
     return False  # never stops training

@@ -14,12 +14,12 @@ import numpy as np
 from t5x import metrics as t5x_metrics
 from t5x import models as t5x_models
 
-from mpt_jax import models
-from mpt_jax import prompt_config
-from mpt_jax.config import T5Config
-from mpt_jax.features import TaskIdFeatureConverter
-from mpt_jax.io import t5x_reader
-from mpt_jax.trainer import import_modules
+from mpt_jax.backbone import t5x_checkpoint
+from mpt_jax.backbone.config import T5Config
+from mpt_jax.model import models
+from mpt_jax.runtime import setup
+from mpt_jax.runtime.configs import ModelConfig
+from mpt_jax.runtime.features import TaskIdFeatureConverter
 from tasks import registry
 
 
@@ -36,7 +36,7 @@ class BackboneView:
 
 def backbone_view(config: T5Config, checkpoint_path: Optional[str], seed: int = 0):
   if checkpoint_path:
-    embedding = t5x_reader.read_t5x_param(checkpoint_path, "token_embedder/embedding")
+    embedding = t5x_checkpoint.read_t5x_param(checkpoint_path, "token_embedder/embedding")
   else:  # training from scratch: sample from the random initial embeddings' law
     embedding = np.random.default_rng(seed).normal(
         size=(config.vocab_size, config.d_model)).astype(np.float32)
@@ -48,13 +48,12 @@ def prompt_model(*, config: T5Config, mixture_or_task_name: str, prompt: Callabl
                  model_cls: Callable = models.PromptTuningModel,
                  teacher_prompts: Optional[str] = None,
                  task_modules: Sequence[str] = ()) -> models.PromptTuningModel:
-  """The mpt_jax model object for a run's tasks (as `mpt_jax.train` would build it)."""
-  import_modules(task_modules)
+  """The mpt_jax model object for a run's tasks, built as `mpt_jax.train` builds it."""
+  registry.import_task_modules(task_modules)
   task_names = registry.task_names(mixture_or_task_name)
   backbone = backbone_view(config, initial_checkpoint_path)
-  teacher = (prompt_config.teacher_bank(teacher_prompts, task_names)
-             if teacher_prompts else None)
-  return model_cls(config, prompt(backbone, task_names), teacher_prompt=teacher)
+  return setup.build_model(ModelConfig(model_cls=model_cls, teacher_prompts=teacher_prompts),
+                           config, prompt(backbone, task_names), task_names)
 
 
 class MptEncoderDecoderModel(t5x_models.EncoderDecoderModel):

@@ -47,7 +47,11 @@ class ScaledLearningRate(optimizers.OptimizerDef):
 
 
 def logical_factor_rules() -> dict:
-  """t5x's Adafactor factor rules plus the prompt axes, which are never factored."""
+  """t5x's Adafactor factor rules plus the prompt axes, which are never factored.
+
+  t5x applies factor rules to parameters of 3 or more dimensions (a bank, U, V); a 2-D
+  P* [l, d] follows t5x's size rule instead: factored only when l and d are both >= 128.
+  """
   rules = dict(adafactor.standard_logical_factor_rules())
   rules.update({axis: adafactor.FactorDim.NONE for axis in PROMPT_AXES})
   return rules

@@ -6,11 +6,17 @@ from typing import Sequence
 import seqio
 import tensorflow as tf
 
-from mpt_jax.features import TASK_IDS
-from mpt_jax.trainer import import_modules
+from mpt_jax.runtime.features import TASK_IDS
 from tasks import registry
 
 SUFFIX = "_with_task_ids"
+
+
+def task_copy_name(task_name: str, task_id: int) -> str:
+  """The copy of `task_name` whose examples carry `task_id`. The id is in the name: a
+  task has another id in another run (toy_vowel is 2 in one mixture, 0 alone), and a
+  process may register both."""
+  return f"{task_name}_with_task_id_{task_id}"
 
 
 def _add_task_id(task_id: int):
@@ -22,11 +28,11 @@ def _add_task_id(task_id: int):
 def with_task_ids(mixture_or_task_name: str, task_modules: Sequence[str] = ()) -> str:
   """Registers a copy of the task (or of each of the mixture's tasks, in the mixture's
   order) whose examples carry `task_ids`, and returns the name to train on."""
-  import_modules(task_modules)
+  registry.import_task_modules(task_modules)
   names = registry.task_names(mixture_or_task_name)
   copies = []
   for task_id, name in enumerate(names):
-    copy = f"{name}{SUFFIX}"
+    copy = task_copy_name(name, task_id)
     if copy not in seqio.TaskRegistry.names():
       task = seqio.get_mixture_or_task(name)
       # An output feature, since a seqio Mixture keeps only those; a length-1 sequence,

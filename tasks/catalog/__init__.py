@@ -1,8 +1,8 @@
 """The paper's datasets as SeqIO tasks and mixtures over TFDS; importing registers them.
 
 Name it as a run's task module (t5x's MIXTURE_OR_TASK_MODULE): `import tasks.catalog`
-registers every task with the default vocabulary (tasks/vocab.py). docs/tasks.md lists
-the tasks, their TFDS sources, split rules, formats and metrics.
+registers every task with the default vocabulary (tasks/vocab.py). The README's "Task
+catalog" section lists the tasks, their TFDS sources, split rules, formats and metrics.
 """
 
 from typing import Optional

@@ -53,14 +53,17 @@ def _join_ids(*ids: tf.Tensor) -> tf.Tensor:
   return tf.strings.reduce_join([tf.strings.as_string(i) for i in ids], separator="-")
 
 
+def _per_example(features: Callable[[str, dict], dict]) -> Format:
+  """A format whose preprocessor maps each example to `features(template, example)`."""
+  def make(template: str) -> Preprocessor:
+    return seqio.map_over_dataset(lambda ex: features(template, ex))
+  return make
+
+
 def label(labels: Sequence[str], key: str = "label") -> Format:
   """Classification: the target is the name of the example's class id `key`."""
-  def make(template: str) -> Preprocessor:
-    @seqio.map_over_dataset
-    def preprocess(ex):
-      return {"inputs": _inputs(template, ex), "targets": _text_of(ex[key], labels)}
-    return preprocess
-  return make
+  return _per_example(lambda template, ex: {"inputs": _inputs(template, ex),
+                                            "targets": _text_of(ex[key], labels)})
 
 
 def stsb_target(score: tf.Tensor) -> tf.Tensor:
@@ -70,23 +73,15 @@ def stsb_target(score: tf.Tensor) -> tf.Tensor:
 
 def score(key: str = "label") -> Format:
   """Regression (STS-B): the target is the rounded score as text."""
-  def make(template: str) -> Preprocessor:
-    @seqio.map_over_dataset
-    def preprocess(ex):
-      return {"inputs": _inputs(template, ex), "targets": stsb_target(ex[key])}
-    return preprocess
-  return make
+  return _per_example(lambda template, ex: {"inputs": _inputs(template, ex),
+                                            "targets": stsb_target(ex[key])})
 
 
 def multirc(labels: Sequence[str]) -> Format:
   """One example per answer option, with `group` naming its question for the EM metric."""
-  def make(template: str) -> Preprocessor:
-    @seqio.map_over_dataset
-    def preprocess(ex):
-      return {"inputs": _inputs(template, ex), "targets": _text_of(ex["label"], labels),
-              "group": _join_ids(ex["idx"]["paragraph"], ex["idx"]["question"])}
-    return preprocess
-  return make
+  return _per_example(lambda template, ex: {
+      "inputs": _inputs(template, ex), "targets": _text_of(ex["label"], labels),
+      "group": _join_ids(ex["idx"]["paragraph"], ex["idx"]["question"])})
 
 
 def record_passage(passage: tf.Tensor) -> tf.Tensor:
@@ -115,34 +110,24 @@ def record() -> Format:
 
 def extractive_qa(answers_key: str) -> Format:
   """SQuAD/MRQA: the target is the first gold answer; `answers` keeps them all."""
-  def make(template: str) -> Preprocessor:
-    @seqio.map_over_dataset
-    def preprocess(ex):
-      answers = _flat(ex)[answers_key]
-      return {"inputs": _inputs(template, ex), "targets": answers[0], "answers": answers}
-    return preprocess
-  return make
+  def features(template, ex):
+    answers = _flat(ex)[answers_key]
+    return {"inputs": _inputs(template, ex), "targets": answers[0], "answers": answers}
+  return _per_example(features)
 
 
 def lettered_choices(letters: Sequence[str]) -> Format:
   """ARC: a variable number of choices, written "A: … B: …"; the target is a letter."""
-  def make(template: str) -> Preprocessor:
-    @seqio.map_over_dataset
-    def preprocess(ex):
-      choices = tf.strings.reduce_join(
-          _text_of(ex["choices"]["label"], letters) + ": " + ex["choices"]["text"],
-          separator=" ")
-      return {"inputs": _inputs(template, ex, choices=choices),
-              "targets": _text_of(ex["answerKey"], letters)}
-    return preprocess
-  return make
+  def features(template, ex):
+    choices = tf.strings.reduce_join(
+        _text_of(ex["choices"]["label"], letters) + ": " + ex["choices"]["text"],
+        separator=" ")
+    return {"inputs": _inputs(template, ex, choices=choices),
+            "targets": _text_of(ex["answerKey"], letters)}
+  return _per_example(features)
 
 
 def text_target(key: str) -> Format:
   """The target is a text field as is (UnifiedQA's CommonsenseQA answers)."""
-  def make(template: str) -> Preprocessor:
-    @seqio.map_over_dataset
-    def preprocess(ex):
-      return {"inputs": _inputs(template, ex), "targets": ex[key]}
-    return preprocess
-  return make
+  return _per_example(lambda template, ex: {"inputs": _inputs(template, ex),
+                                            "targets": ex[key]})

@@ -10,34 +10,33 @@ NLI = ("entailment", "neutral", "contradiction")
 ENTAILMENT = ("entailment", "not_entailment")
 
 
-def _classification(name, config, template, labels, parts, metric_fns=(metrics.accuracy,),
+def _classification(name, template, labels, parts, metric_fns=(metrics.accuracy,),
                     paper_metric="accuracy"):
-  return TaskSpec(name=f"mpt_glue_{name}", tfds_names=(f"glue/{config}:2.0.0",), parts=parts,
+  return TaskSpec(name=f"mpt_glue_{name}", tfds_names=(f"glue/{name}:2.0.0",), parts=parts,
                   template=template, format=formats.label(labels),
                   postprocess_fn=post.label_id(labels), metric_fns=metric_fns, labels=labels,
                   paper_metric=paper_metric)
 
 
 SPECS = (
-    _classification("mnli", "mnli", "premise: {premise} hypothesis: {hypothesis}", NLI,
+    _classification("mnli", "premise: {premise} hypothesis: {hypothesis}", NLI,
                     splits.own(validation="validation_mismatched", test="validation_matched")),
-    _classification("qqp", "qqp", "question1: {question1} question2: {question2}",
+    _classification("qqp", "question1: {question1} question2: {question2}",
                     ("not_duplicate", "duplicate"), splits.large(),
                     metric_fns=(metrics.f1_and_accuracy,)),
-    _classification("qnli", "qnli", "question: {question} sentence: {sentence}", ENTAILMENT,
+    _classification("qnli", "question: {question} sentence: {sentence}", ENTAILMENT,
                     splits.large()),
-    _classification("sst2", "sst2", "sentence: {sentence}", ("negative", "positive"),
-                    splits.large()),
+    _classification("sst2", "sentence: {sentence}", ("negative", "positive"), splits.large()),
     TaskSpec(name="mpt_glue_stsb", tfds_names=("glue/stsb:2.0.0",), parts=splits.small(),
              template="sentence1: {sentence1} sentence2: {sentence2}", format=formats.score(),
              postprocess_fn=post.to_float, metric_fns=(metrics.pearson_and_spearman,),
              paper_metric="pearson_corr"),
-    _classification("mrpc", "mrpc", "sentence1: {sentence1} sentence2: {sentence2}",
+    _classification("mrpc", "sentence1: {sentence1} sentence2: {sentence2}",
                     ("not_equivalent", "equivalent"), splits.small(),
                     metric_fns=(metrics.f1_and_accuracy,)),
-    _classification("rte", "rte", "sentence1: {sentence1} sentence2: {sentence2}", ENTAILMENT,
+    _classification("rte", "sentence1: {sentence1} sentence2: {sentence2}", ENTAILMENT,
                     splits.small()),
-    _classification("cola", "cola", "sentence: {sentence}", ("unacceptable", "acceptable"),
+    _classification("cola", "sentence: {sentence}", ("unacceptable", "acceptable"),
                     splits.small(), metric_fns=(metrics.matthews_corr,),
                     paper_metric="matthews_corr"),
 )

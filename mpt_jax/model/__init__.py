@@ -1,0 +1,1 @@
+"""The prompted T5 and the model objects a trainer drives: losses, scoring, decoding."""

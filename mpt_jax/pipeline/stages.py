@@ -1,0 +1,58 @@
+"""Starting a pipeline's stages: each stage is its own process (`python -m
+mpt_jax.train`, `mpt_jax.eval`, ...) given the stage's gin files, the pipeline's
+shared gin files and bindings, and the pipeline's data and multi-host flags. A stage
+whose output exists is skipped; an interrupted one resumes, because rerunning a
+training command resumes it.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+from typing import Sequence
+
+from etils import epath
+
+
+def binding(name: str, value) -> str:
+  """A gin binding of a Python value: `binding('SEED', 3)` -> 'SEED=3'."""
+  return f"{name}={value!r}"
+
+
+class StageFailedError(RuntimeError):
+  """A stage process failed or ended without its output."""
+
+
+class StageLauncher:
+  """Runs stage processes with the pipeline's gin files, bindings, flags and cache."""
+
+  def __init__(self, gin_files: Sequence[str], bindings: Sequence[str],
+               stage_flags: Sequence[str], compilation_cache: epath.Path):
+    self.gin_files = list(gin_files)
+    self.bindings = list(bindings)
+    self.stage_flags = list(stage_flags)
+    # Identical programs (same shapes, same prompt kind) compile once for all stages.
+    self.env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache),
+                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+
+  def command(self, module: str, gin_files: Sequence[str], bindings: Sequence[str],
+              shared: bool = True) -> list[str]:
+    """The stage's command line; `shared` adds the pipeline's own gin files and bindings."""
+    files = [*gin_files, *(self.gin_files if shared else [])]
+    all_bindings = [*bindings, *(self.bindings if shared else [])]
+    return [sys.executable, "-m", module, *(f"--gin_file={f}" for f in files),
+            *(f"--gin_bindings={b}" for b in all_bindings), *self.stage_flags]
+
+  def run(self, name: str, command: Sequence[str], done: epath.Path) -> bool:
+    """Runs `command` unless `done` exists; returns whether it ran."""
+    if done.exists():
+      logging.info("[%s] already complete (%s); skipping", name, done)
+      return False
+    logging.info("[%s] starting: %s", name, " ".join(command[2:]))
+    completed = subprocess.run(list(command), env=self.env, check=False)
+    if completed.returncode != 0 or not done.exists():
+      raise StageFailedError(
+          f"Stage {name} failed (exit code {completed.returncode}); its output is in "
+          f"{done.parent}. Fix the cause and rerun the same command: finished stages are "
+          "skipped, this one resumes.")
+    return True

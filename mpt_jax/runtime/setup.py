@@ -1,0 +1,96 @@
+"""The run setup every command shares (train, eval, infer): the run's tasks, its prompt
+module and model, and the frozen backbone placed on the mesh, all built and checked
+before anything compiles."""
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mpt_jax.backbone import params as backbone_params
+from mpt_jax.backbone.config import T5Config
+from mpt_jax.backbone.loading import Backbone
+from mpt_jax.model import models
+from mpt_jax.prompts import factories
+from mpt_jax.prompts.prompt_set import PromptSet
+from mpt_jax.runtime.configs import ModelConfig
+from mpt_jax.runtime.partitioning import Partitioner
+
+
+@dataclasses.dataclass
+class RunSetup:
+  """A run's fixed parts. The trainable prompt itself lives apart from it."""
+  backbone: Backbone
+  task_names: list[str]  # in task-id order
+  prompt_module: nn.Module
+  model: models.PromptTuningModel
+  partitioner: Partitioner
+  frozen: Any  # global arrays: the backbone (and a distillation run's teacher prompts)
+  prompt_axes: Any  # logical axes of the trainable tree {'prompt': ...}
+  initial_prompt: dict  # host arrays {'prompt': ...}, as the prompt module starts
+
+  @property
+  def prompt_shardings(self):
+    return self.partitioner.param_shardings(self.prompt_axes)
+
+  @property
+  def frozen_shardings(self):
+    return jax.tree.map(lambda x: x.sharding, self.frozen)
+
+  @property
+  def run_facts(self) -> dict:
+    """What a checkpoint must agree with to be resumed by this run."""
+    return {"backbone": self.backbone.source,
+            "backbone_fingerprint": self.backbone.fingerprint, "tasks": self.task_names}
+
+  def prompt_set(self, trainable, step: int, **metadata) -> PromptSet:
+    """The trainable prompt as a PromptSet (host arrays, task names, backbone facts)."""
+    tree = jax.tree.map(np.asarray, jax.device_get(trainable["prompt"]))
+    return PromptSet.from_module(
+        self.prompt_module, tree, self.task_names,
+        backbone_config=self.backbone.config.to_dict(),
+        metadata={"step": step, "backbone": self.backbone.source,
+                  "backbone_fingerprint": self.backbone.fingerprint, **metadata})
+
+
+def build_model(model: ModelConfig, backbone_config: T5Config, prompt_module: nn.Module,
+                task_names: Sequence[str]) -> models.PromptTuningModel:
+  """The model object over `prompt_module`, with the teachers' prompts reordered to
+  `task_names` when `model.teacher_prompts` names them."""
+  overrides = {"dropout_rate": model.dropout_rate, "dtype": model.dtype}
+  config = backbone_config.replace(**{k: v for k, v in overrides.items() if v is not None})
+  teacher = (factories.teacher_bank(model.teacher_prompts, task_names)
+             if model.teacher_prompts else None)
+  student_shape = (prompt_module.length, prompt_module.embed_dim)
+  if teacher is not None and (teacher.length, teacher.embed_dim) != student_shape:
+    raise ValueError(
+        f"The teacher prompts in {model.teacher_prompts} are {teacher.length} x "
+        f"{teacher.embed_dim} (length x width), the student prompt {student_shape[0]} x "
+        f"{student_shape[1]}: distillation compares them position by position. Use the "
+        "teachers run's PROMPT_LENGTH and backbone.")
+  return model.model_cls(config, prompt_module, teacher_prompt=teacher)
+
+
+def build_setup(backbone: Backbone, task_names: Sequence[str], prompt_module: nn.Module,
+                model: ModelConfig, partitioner: Partitioner, seed: int = 0) -> RunSetup:
+  """Builds the model and places the frozen arrays; the prompt starts from `seed`."""
+  task_names = list(task_names)
+  built = build_model(model, backbone.config, prompt_module, task_names)
+  ids = jnp.zeros((1,), jnp.int32)
+  prompt_vars = prompt_module.init(jax.random.PRNGKey(seed), ids)
+  frozen_params = dict(backbone.params)
+  frozen_axes = dict(backbone_params.abstract_variables(backbone.config)["params_axes"])
+  teacher = built.network.teacher_prompt
+  if teacher is not None:
+    teacher_vars = teacher.init(jax.random.PRNGKey(0), ids)
+    frozen_params["teacher_prompt"] = flax.core.unfreeze(teacher_vars["params"])
+    frozen_axes["teacher_prompt"] = teacher_vars["params_axes"]
+  frozen = partitioner.place(flax.core.unfreeze(frozen_params),
+                             partitioner.param_shardings(frozen_axes))
+  initial = {"prompt": jax.tree.map(np.asarray, flax.core.unfreeze(prompt_vars["params"]))}
+  return RunSetup(backbone, task_names, prompt_module, built, partitioner, frozen,
+                  {"prompt": prompt_vars["params_axes"]}, initial)

@@ -1,0 +1,38 @@
+"""Runs toy trainings in a fresh process with a chosen device count and topology.
+
+  python tests/runtime/distributed_run.py CONFIG_JSON
+
+CONFIG_JSON: {"devices": 8, "backbone": ..., "runs": [{"model_dir": ..., "mesh_shape":
+[2, 4] | null, "use_devices": 1 | null, "num_input_shards": 2, "train_steps": 6}],
+"coordinator": "localhost:port" (optional), "process_count": 2, "process_index": 0}.
+Writes each run's final prompts to <model_dir>/prompts.safetensors and its losses
+to <model_dir>/train.jsonl (process 0).
+"""
+
+import json
+import os
+import sys
+
+config = json.loads(sys.argv[1])
+os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={config['devices']}")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # pylint: disable=g-import-not-at-top
+
+if "coordinator" in config:
+  jax.distributed.initialize(config["coordinator"], config["process_count"],
+                             config["process_index"])
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from mpt_jax.runtime.partitioning import Partitioner  # pylint: disable=g-import-not-at-top
+from tests import helpers  # pylint: disable=g-import-not-at-top
+
+for run in config["runs"]:
+  devices = jax.devices()[: run["use_devices"]] if run.get("use_devices") else None
+  mesh_shape = tuple(run["mesh_shape"]) if run.get("mesh_shape") else None
+  partitioner = Partitioner(mesh_shape=mesh_shape, devices=devices)
+  helpers.train_toy(run["model_dir"], config["backbone"], partitioner=partitioner,
+                    train_steps=run.get("train_steps", 6), checkpoint_period=100,
+                    num_input_shards=run.get("num_input_shards"),
+                    dropout_rate=run.get("dropout_rate"))
+print("done", jax.process_index(), jax.device_count())

@@ -1,0 +1,74 @@
+"""Meshes of 8 simulated CPU devices and two jax.distributed processes give the same
+loss and prompt as one device."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mpt_jax
+from tests import helpers
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_run.py")
+
+
+def _run(config, timeout=600):
+  return subprocess.Popen([sys.executable, SCRIPT, json.dumps(config)], cwd=helpers.ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process, timeout=600):
+  output, _ = process.communicate(timeout=timeout)
+  assert process.returncode == 0, output[-4000:]
+  return output
+
+
+def _losses(model_dir):
+  return np.array([row["loss"] for row in helpers.logged(model_dir)])
+
+
+def _prompts(model_dir):
+  return mpt_jax.load_prompts(model_dir / "prompts.safetensors").merged()
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_meshes_match_one_device(tmp_path, tiny_backbone_dir):
+  runs = {"one": dict(use_devices=1), "2x4": dict(mesh_shape=[2, 4]),
+          "4x2": dict(mesh_shape=[4, 2])}
+  config = {"devices": 8, "backbone": str(tiny_backbone_dir),
+            "runs": [dict(model_dir=str(tmp_path / name), dropout_rate=0.1, **run)
+                     for name, run in runs.items()]}
+  _finish(_run(config))
+  for name in ("2x4", "4x2"):
+    np.testing.assert_allclose(_losses(tmp_path / name), _losses(tmp_path / "one"),
+                               rtol=2e-5)
+    np.testing.assert_allclose(_prompts(tmp_path / name), _prompts(tmp_path / "one"),
+                               rtol=1e-4, atol=1e-5)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_two_processes_match_one(tmp_path, tiny_backbone_dir):
+  single = {"devices": 4, "backbone": str(tiny_backbone_dir),
+            "runs": [dict(model_dir=str(tmp_path / "single"), num_input_shards=2)]}
+  reference = _run(single)
+  coordinator = f"localhost:{_free_port()}"
+  workers = [_run({"devices": 2, "backbone": str(tiny_backbone_dir), "coordinator": coordinator,
+                   "process_count": 2, "process_index": index,
+                   "runs": [dict(model_dir=str(tmp_path / "multi"))]})
+             for index in range(2)]
+  outputs = [_finish(p) for p in [reference, *workers]]
+  assert "done 0 4" in outputs[1] and "done 1 4" in outputs[2]
+  np.testing.assert_allclose(_losses(tmp_path / "multi"), _losses(tmp_path / "single"),
+                             rtol=2e-5)
+  np.testing.assert_allclose(_prompts(tmp_path / "multi"), _prompts(tmp_path / "single"),
+                             rtol=1e-4, atol=1e-5)

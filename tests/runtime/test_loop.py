@@ -1,0 +1,52 @@
+"""The train step and loop: only the prompt is differentiated and optimised, and the
+loop stops on a non-finite loss naming the step and the last good checkpoint."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mpt_jax.model import models
+from mpt_jax.prompts import modules as prompts
+from mpt_jax.runtime import loop
+from mpt_jax.runtime import optimizers
+from tests import helpers
+
+
+def test_the_step_updates_the_prompt_and_keeps_optimizer_state_for_it_alone(hf_t5_1_1,
+                                                                             reference):
+  d = hf_t5_1_1.config.d_model
+  prompt = prompts.DecomposedPrompt(3, 4, d, rank=2,
+                                    cols_init=jax.nn.initializers.normal(1.0),
+                                    rows_init=jax.nn.initializers.normal(1.0))
+  model = models.PromptTuningModel(hf_t5_1_1.config, prompt)
+  trainable = {"prompt": prompt.init(jax.random.PRNGKey(0), jnp.zeros(1, jnp.int32))["params"]}
+  optimizer = optimizers.make_optimizer(name="adam", learning_rate=0.1)
+  state = loop.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
+                          jax.random.PRNGKey(0))
+  step = jax.jit(loop.make_train_step(model, optimizer, use_dropout=False))
+  new_state, metrics = step(state, hf_t5_1_1.params, helpers.toy_batch(reference))
+  assert int(new_state.step) == 1 and set(new_state.params) == {"prompt"}
+  for name in (prompts.SHARED, prompts.TASK_COLS, prompts.TASK_ROWS):
+    assert not np.allclose(new_state.params["prompt"][name], trainable["prompt"][name])
+  # Adam keeps two moments per trainable value: the backbone has none.
+  prompt_size = sum(x.size for x in jax.tree.leaves(trainable))
+  assert sum(x.size for x in jax.tree.leaves(new_state.opt_state)) <= 2 * prompt_size + 8
+  assert float(metrics["grad_norm"]) > 0 and np.isfinite(float(metrics["loss"]))
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_last_checkpoint(tmp_path,
+                                                                      tiny_backbone_dir):
+  helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=10)
+  exploding = optimizers.make_optimizer(learning_rate=1e35)
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"loss is nan at step 1[1-9] .*last good checkpoint \(step 10\)"):
+    helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=20, optimizer=exploding)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint_10"]
+
+
+def test_progress_reports_steps_and_tokens_per_second():
+  progress = loop.Progress(start_step=5, start_time=0.0, tokens=300)
+  steps_per_second, tokens_per_second = progress.rates(step=15)
+  assert steps_per_second * tokens_per_second > 0
+  assert tokens_per_second / steps_per_second == pytest.approx(30.0)

@@ -1,0 +1,113 @@
+"""The t5x wrapper: same loss as the built-in runtime, and `python -m t5x.train` running
+the tiny teachers -> distill -> adapt gin files. t5x is not on PyPI; these tests run
+where it is installed from its repository and are skipped elsewhere."""
+
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "t5x.train", reason="t5x is not importable: it is not on PyPI; install it from "
+    "github.com/google-research/t5x to run the t5x adapter's tests.")
+
+# pylint: disable=g-import-not-at-top
+import seqio
+from t5x import adafactor
+
+import mpt_jax
+from mpt_jax.backbone import t5x_checkpoint
+from mpt_jax.model import models
+from mpt_jax.prompts import modules as prompts
+from mpt_jax.t5x import models as t5x_wrapper
+from tests import helpers
+from tests.helpers import FIXTURES
+
+ROOT = helpers.ROOT
+
+
+def _batch(reference):
+  return helpers.toy_batch(reference, task_ids=(1, 0, 2))
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_wrapper_and_builtin_runtime_give_the_same_loss(reference, distill):
+  backbone = mpt_jax.load_backbone(FIXTURES / "hf_t5_1_1")
+  d = backbone.config.d_model
+  random = jax.nn.initializers.normal(1.0)
+  student = prompts.DecomposedPrompt(3, 4, d, shared_init=random, cols_init=random,
+                                     rows_init=random)
+  teacher = prompts.PromptBank(3, 4, d, initializer=random) if distill else None
+  model_cls = models.DistillationModel if distill else models.PromptTuningModel
+  mpt = model_cls(backbone.config, student, teacher_prompt=teacher)
+  wrapper = t5x_wrapper.MptEncoderDecoderModel(
+      mpt, seqio.ByteVocabulary(), seqio.ByteVocabulary(), adafactor.Adafactor())
+  batch = _batch(reference)
+  shapes = {k: v.shape for k, v in batch.items()}
+  variables = wrapper.get_initial_variables(jax.random.PRNGKey(0), shapes)
+  params = {**variables["params"], **backbone.params}
+  builtin_loss, builtin_metrics = mpt.loss_fn(params, batch)
+  t5x_loss, t5x_metrics = wrapper.loss_fn(params, batch, None)
+  np.testing.assert_allclose(float(t5x_loss), float(builtin_loss), rtol=1e-6)
+  assert set(t5x_metrics) == set(builtin_metrics)
+  scores = wrapper.score_batch(params, batch)
+  np.testing.assert_allclose(scores, mpt.score_batch(params, batch), rtol=1e-6)
+  # The task ids reach the prompt: another assignment gives another loss.
+  other = {**batch, "task_ids": np.array([2, 2, 0], np.int32)}
+  assert abs(float(wrapper.loss_fn(params, other, None)[0]) - float(t5x_loss)) > 1e-4
+
+
+def _t5x_train(stage, model_dir, backbone_ckpt, mixture, *bindings):
+  command = [sys.executable, "-m", "t5x.train", f"--gin_file=mpt_jax/t5x/gin/{stage}.gin",
+             "--gin_file=mpt_jax/t5x/gin/tiny.gin", f"--gin.MODEL_DIR='{model_dir}'",
+             f"--gin.BASE_MIXTURE='{mixture}'", "--gin.TASK_MODULES=['tests.toy_tasks']",
+             f"--gin.INITIAL_CHECKPOINT_PATH='{backbone_ckpt}'",
+             "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
+             "--gin.TRAIN_STEPS=7", "--gin.BATCH_SIZE=8", "--gin.EVAL_PERIOD=3",
+             "--gin.utils.SaveCheckpointConfig.period=3", *bindings]
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                               "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _prompt_params(checkpoint):
+  flat = t5x_checkpoint.read_t5x_params(checkpoint)
+  return {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("prompt/")}
+
+
+@pytest.mark.xdist_group("t5x")
+def test_t5x_train_runs_teachers_distill_adapt(tmp_path):
+  backbone = mpt_jax.random_backbone(mpt_jax.named_config("t5_1_1_tiny", **helpers.TINY))
+  checkpoint = helpers.write_orbax(tmp_path / "backbone", backbone.params, step=1)
+  runs = {name: tmp_path / name for name in ("teachers", "distill", "adapt")}
+  _t5x_train("teachers", runs["teachers"], checkpoint, "toy_mix")
+  _t5x_train("distill", runs["distill"], checkpoint, "toy_mix",
+             f"--gin.TEACHER_PROMPTS='{runs['teachers'] / 'prompts.safetensors'}'")
+  _t5x_train("adapt", runs["adapt"], checkpoint, "toy_targets",
+             f"--gin.SOURCE_PROMPTS='{runs['distill'] / 'prompts.safetensors'}'")
+
+  for name, kind in (("teachers", "bank"), ("distill", "decomposed"), ("adapt", "decomposed")):
+    run = runs[name]
+    final = mpt_jax.load_prompts(run / "prompts.safetensors")
+    assert final.kind == kind and final.metadata["step"] == 7
+    assert (run / "prompts" / "step_4.safetensors").is_file()
+    # The backbone is restored and never changes; the prompt does.
+    trained = t5x_checkpoint.read_t5x_params(run / "checkpoint_7")
+    for key, value in t5x_checkpoint.read_t5x_params(checkpoint).items():
+      np.testing.assert_array_equal(trained[key], value, err_msg=f"{name}: {key}")
+    initial = _prompt_params(run / "checkpoint_1")
+    assert any(not np.allclose(initial[k], final.arrays[k]) for k in initial), name
+
+  distilled = mpt_jax.load_prompts(runs["distill"] / "prompts.safetensors")
+  adapt_start = _prompt_params(runs["adapt"] / "checkpoint_1")
+  for task in range(2):
+    np.testing.assert_allclose(adapt_start[prompts.SHARED][task],
+                               distilled.arrays[prompts.SHARED], rtol=1e-6)
+    for name in (prompts.TASK_COLS, prompts.TASK_ROWS):
+      np.testing.assert_allclose(adapt_start[name][task],
+                                 distilled.arrays[name].mean(axis=0), rtol=1e-6)
+  assert mpt_jax.load_prompts(runs["adapt"] / "prompts.safetensors").task_names == (
+      "toy_first", "toy_vowel")

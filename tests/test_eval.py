@@ -1,0 +1,58 @@
+"""`evaluate()`: saved prompts (a run, a file, several runs) scored on their tasks'
+splits with the same run setup as training."""
+
+import json
+
+import pytest
+
+from mpt_jax import eval as eval_lib
+from mpt_jax.runtime.configs import EvalConfig
+from tests import helpers
+
+LENGTHS = helpers.TOY_LENGTHS
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_backbone_dir):
+  model_dir = tmp_path_factory.mktemp("run") / "model"
+  result = helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=10, eval_period=10,
+                             rank_classification=True)
+  return model_dir, result
+
+
+def test_the_saved_best_prompt_reproduces_the_training_eval(trained, tiny_backbone_dir,
+                                                             tmp_path):
+  model_dir, result = trained
+  summary = eval_lib.evaluate(
+      str(tmp_path), prompts=str(model_dir), backbone=str(tiny_backbone_dir),
+      task_feature_lengths=LENGTHS, splits=("validation",),
+      evaluation=EvalConfig(batch_size=8, rank_classification=True))
+  assert summary["prompts"].endswith("best/prompts.safetensors")
+  assert summary["results"]["validation"] == result.metrics["eval"]
+  written = json.loads((tmp_path / "results.json").read_text())
+  assert written["results"]["validation"] == result.metrics["eval"]
+
+
+def test_several_runs_are_evaluated_into_each_runs_eval_folder(trained, tiny_backbone_dir,
+                                                              tmp_path):
+  model_dir, _ = trained
+  second = tmp_path / "second"
+  helpers.train_toy(second, tiny_backbone_dir, mixture="toy_targets", train_steps=2)
+  summaries = eval_lib.evaluate(
+      prompts=[str(model_dir), str(second)], backbone=str(tiny_backbone_dir),
+      task_feature_lengths=LENGTHS, splits=("validation",),
+      evaluation=EvalConfig(batch_size=8, tasks=None, num_examples=4))
+  assert [set(s["results"]["validation"]) for s in summaries] == [
+      {"toy_first", "toy_upper", "toy_vowel"}, {"toy_first", "toy_vowel"}]
+  written = json.loads((second / "eval" / "results.json").read_text())
+  assert written == summaries[1]
+  assert summaries[1]["prompts"].endswith("second/prompts.safetensors")  # it kept no best
+  with pytest.raises(ValueError, match="leave MODEL_DIR unset"):
+    eval_lib.evaluate(str(tmp_path), prompts=[str(second)], backbone=str(tiny_backbone_dir),
+                      task_feature_lengths=LENGTHS)
+
+
+def test_missing_prompts_are_named(tmp_path, tiny_backbone_dir):
+  with pytest.raises(FileNotFoundError, match="Prompts .*nowhere do not exist"):
+    eval_lib.evaluate(str(tmp_path), prompts=str(tmp_path / "nowhere"),
+                      backbone=str(tiny_backbone_dir), task_feature_lengths=LENGTHS)
