@@ -55,10 +55,11 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   config = evaluation or EvalConfig()
   loaded = backbone if isinstance(backbone, Backbone) else load_backbone(backbone)
   partitioner = partitioner or Partitioner()
+  placed = setup_lib.place_backbone(loaded, partitioner)  # once for all the prompts
   summaries = []
   for entry in (prompts if several else [prompts]):
     path, results_file = resolve_prompts(entry)
-    summary = _evaluate_one(path, loaded, splits, task_feature_lengths, config,
+    summary = _evaluate_one(path, loaded, placed, splits, task_feature_lengths, config,
                             model or ModelConfig(), partitioner)
     if jax.process_index() == 0:
       out = paths.as_path(model_dir) / "results.json" if model_dir else results_file
@@ -68,11 +69,12 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   return summaries if several else summaries[0]
 
 
-def _evaluate_one(path, backbone: Backbone, splits, task_feature_lengths,
+def _evaluate_one(path, backbone: Backbone, placed_backbone, splits, task_feature_lengths,
                   config: EvalConfig, model: ModelConfig, partitioner) -> dict:
   prompt_set = load_prompts(path)
   setup = setup_lib.build_setup(backbone, prompt_set.task_names,
-                                factories.module_for(prompt_set), model, partitioner)
+                                factories.module_for(prompt_set), model, partitioner,
+                                placed_backbone=placed_backbone)
   trainable = partitioner.place(setup.initial_prompt, setup.prompt_shardings)
   predict, score = evaluation_lib.mesh_eval_fns(setup, task_feature_lengths["targets"])
   single = prompt_set.kind == prompt_modules.SinglePrompt.kind  # serves any task

@@ -31,6 +31,16 @@ def tiny_backbone_dir(tmp_path_factory):
   return helpers.write_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory, tiny_backbone_dir):
+  """(MODEL_DIR, TrainResult) of 30 steps on the toy tasks, dev-evaluated with rank
+  classification at step 30."""
+  model_dir = tmp_path_factory.mktemp("toy_run") / "model"
+  result = helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=30, eval_period=30,
+                             rank_classification=True)
+  return model_dir, result
+
+
 @pytest.fixture(scope="module")
 def mock_catalog_tfds():
   with helpers.mocked_tfds():

@@ -12,12 +12,9 @@ from tests import helpers
 LENGTHS = helpers.TOY_LENGTHS
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_backbone_dir):
-  model_dir = tmp_path_factory.mktemp("run") / "model"
-  result = helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=10, eval_period=10,
-                             rank_classification=True)
-  return model_dir, result
+@pytest.fixture(name="trained")
+def trained_toy_run(toy_run):
+  return toy_run
 
 
 def test_the_saved_best_prompt_reproduces_the_training_eval(trained, tiny_backbone_dir,
@@ -56,3 +53,18 @@ def test_missing_prompts_are_named(tmp_path, tiny_backbone_dir):
   with pytest.raises(FileNotFoundError, match="Prompts .*nowhere do not exist"):
     eval_lib.evaluate(str(tmp_path), prompts=str(tmp_path / "nowhere"),
                       backbone=str(tiny_backbone_dir), task_feature_lengths=LENGTHS)
+
+
+def test_the_backbone_is_placed_once_for_several_prompts(trained, tiny_backbone_dir,
+                                                         monkeypatch):
+  model_dir, _ = trained
+  calls = []
+  place = eval_lib.setup_lib.place_backbone
+  monkeypatch.setattr(eval_lib.setup_lib, "place_backbone",
+                      lambda *args: calls.append(args) or place(*args))
+  summaries = eval_lib.evaluate(
+      prompts=[str(model_dir), str(model_dir)], backbone=str(tiny_backbone_dir),
+      task_feature_lengths=LENGTHS, splits=("validation",),
+      evaluation=EvalConfig(batch_size=8, num_examples=4))
+  assert len(calls) == 1
+  assert summaries[0]["results"] == summaries[1]["results"]

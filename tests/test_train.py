@@ -15,12 +15,9 @@ from mpt_jax.runtime import optimizers
 from tests import helpers
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_backbone_dir):
-  model_dir = tmp_path_factory.mktemp("run") / "model"
-  result = helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=30, eval_period=30,
-                             rank_classification=True)
-  return model_dir, result
+@pytest.fixture(name="trained")
+def trained_toy_run(toy_run):
+  return toy_run
 
 
 def test_loss_falls(trained):

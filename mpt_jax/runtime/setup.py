@@ -3,7 +3,7 @@ module and model, and the frozen backbone placed on the mesh, all built and chec
 before anything compiles."""
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax
 import flax.linen as nn
@@ -75,22 +75,32 @@ def build_model(model: ModelConfig, backbone_config: T5Config, prompt_module: nn
   return model.model_cls(config, prompt_module, teacher_prompt=teacher)
 
 
+def place_backbone(backbone: Backbone, partitioner: Partitioner) -> dict:
+  """The backbone's parameters as global arrays sharded by their logical axes."""
+  axes = backbone_params.abstract_variables(backbone.config)["params_axes"]
+  return partitioner.place(flax.core.unfreeze(backbone.params),
+                           partitioner.param_shardings(axes))
+
+
 def build_setup(backbone: Backbone, task_names: Sequence[str], prompt_module: nn.Module,
-                model: ModelConfig, partitioner: Partitioner, seed: int = 0) -> RunSetup:
-  """Builds the model and places the frozen arrays; the prompt starts from `seed`."""
+                model: ModelConfig, partitioner: Partitioner, seed: int = 0,
+                placed_backbone: Optional[dict] = None) -> RunSetup:
+  """Builds the model and places the frozen arrays; the prompt starts from `seed`.
+
+  `placed_backbone` (from `place_backbone`) spares placing the backbone again when one
+  process builds several setups over it (evaluating several prompts).
+  """
   task_names = list(task_names)
   built = build_model(model, backbone.config, prompt_module, task_names)
   ids = jnp.zeros((1,), jnp.int32)
   prompt_vars = prompt_module.init(jax.random.PRNGKey(seed), ids)
-  frozen_params = dict(backbone.params)
-  frozen_axes = dict(backbone_params.abstract_variables(backbone.config)["params_axes"])
+  frozen = dict(placed_backbone or place_backbone(backbone, partitioner))
   teacher = built.network.teacher_prompt
   if teacher is not None:
     teacher_vars = teacher.init(jax.random.PRNGKey(0), ids)
-    frozen_params["teacher_prompt"] = flax.core.unfreeze(teacher_vars["params"])
-    frozen_axes["teacher_prompt"] = teacher_vars["params_axes"]
-  frozen = partitioner.place(flax.core.unfreeze(frozen_params),
-                             partitioner.param_shardings(frozen_axes))
+    frozen["teacher_prompt"] = partitioner.place(
+        flax.core.unfreeze(teacher_vars["params"]),
+        partitioner.param_shardings(teacher_vars["params_axes"]))
   initial = {"prompt": jax.tree.map(np.asarray, flax.core.unfreeze(prompt_vars["params"]))}
   return RunSetup(backbone, task_names, prompt_module, built, partitioner, frozen,
                   {"prompt": prompt_vars["params_axes"]}, initial)

@@ -10,13 +10,18 @@ from mpt_jax.model import network
 from mpt_jax.prompts import modules as prompts
 
 
+def _init(net, backbone, reference):
+  """(encoder tokens, decoder tokens, variables, backbone + prompt params) of `net`."""
+  enc, dec = reference["encoder_input_tokens"], reference["decoder_input_tokens"]
+  variables = net.init(jax.random.PRNGKey(0), enc, dec, task_ids=jnp.zeros(3, jnp.int32))
+  return enc, dec, variables, {**variables["params"], **backbone.params}
+
+
 def test_a_batch_mixing_task_ids_prompts_each_example_with_its_own_task(hf_t5_1_1,
                                                                         reference):
   config = hf_t5_1_1.config
   net = network.PromptedT5(config, prompt=prompts.PromptBank(3, 4, config.d_model))
-  enc, dec = reference["encoder_input_tokens"], reference["decoder_input_tokens"]
-  variables = net.init(jax.random.PRNGKey(0), enc, dec, task_ids=jnp.zeros(3, jnp.int32))
-  params = {**variables["params"], **hf_t5_1_1.params}
+  enc, dec, variables, params = _init(net, hf_t5_1_1, reference)
   task_ids = np.array([2, 0, 1])
   mixed = net.apply({"params": params}, enc, dec, task_ids=task_ids)
   for i, task in enumerate(task_ids):
@@ -36,12 +41,10 @@ def test_init_creates_both_prompt_trees_and_use_teacher_switches_the_prompt(hf_t
                                                                            reference):
   config = hf_t5_1_1.config
   net = _teacher_network(config)
-  enc, dec = reference["encoder_input_tokens"], reference["decoder_input_tokens"]
-  variables = net.init(jax.random.PRNGKey(0), enc, dec, task_ids=jnp.zeros(3, jnp.int32))
+  enc, dec, variables, params = _init(net, hf_t5_1_1, reference)
   assert variables["params"]["prompt"]["prompts"].shape == (3, 4, config.d_model)
   assert variables["params"]["teacher_prompt"]["prompts"].shape == (3, 2, config.d_model)
   assert set(variables["params_axes"]) >= {"prompt", "teacher_prompt"}
-  params = {**variables["params"], **hf_t5_1_1.params}
   task_ids = np.array([2, 0, 1])
   student = net.apply({"params": params}, enc, dec, task_ids=task_ids)
   teacher = net.apply({"params": params}, enc, dec, task_ids=task_ids, use_teacher=True)
@@ -56,10 +59,8 @@ def test_init_creates_both_prompt_trees_and_use_teacher_switches_the_prompt(hf_t
 def test_use_teacher_without_a_teacher_prompt_is_refused(hf_t5_1_1, reference):
   config = hf_t5_1_1.config
   net = network.PromptedT5(config, prompt=prompts.PromptBank(3, 4, config.d_model))
-  enc, dec = reference["encoder_input_tokens"], reference["decoder_input_tokens"]
-  variables = net.init(jax.random.PRNGKey(0), enc, dec, task_ids=jnp.zeros(3, jnp.int32))
+  enc, dec, variables, params = _init(net, hf_t5_1_1, reference)
   assert "teacher_prompt" not in variables["params"]
-  params = {**variables["params"], **hf_t5_1_1.params}
   with pytest.raises(ValueError, match="This network has no teacher prompt"):
     net.apply({"params": params}, enc, dec, task_ids=np.zeros(3, np.int32), use_teacher=True)
 
@@ -68,9 +69,7 @@ def test_return_hidden_gives_the_hidden_states_and_a_mask_covering_the_prompt(hf
                                                                              reference):
   config = hf_t5_1_1.config
   net = _teacher_network(config)
-  enc, dec = reference["encoder_input_tokens"], reference["decoder_input_tokens"]
-  variables = net.init(jax.random.PRNGKey(0), enc, dec, task_ids=jnp.zeros(3, jnp.int32))
-  params = {**variables["params"], **hf_t5_1_1.params}
+  enc, dec, variables, params = _init(net, hf_t5_1_1, reference)
   task_ids = np.array([1, 1, 0])
   logits, hidden = net.apply({"params": params}, enc, dec, task_ids=task_ids,
                              return_hidden=True)
