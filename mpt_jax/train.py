@@ -103,11 +103,11 @@ def train(model_dir: str = gin.REQUIRED, *, backbone: Union[str, Backbone] = gin
       stochastic_task_sampling=data.stochastic_task_sampling,
       max_tasks_per_batch=data.max_tasks_per_batch, num_input_shards=num_input_shards,
       local_shards=_local_shards(num_input_shards), position=position)
-  metrics = loop.run(batches, train_steps, log_period, dev_evaluation)
+  metrics, final = loop.run(batches, train_steps, log_period, dev_evaluation)
   loop.close()
   if dev_evaluation:
     dev_evaluation.close()
-  return TrainResult(metrics, setup.prompt_set(loop.state.params, train_steps), setup)
+  return TrainResult(metrics, final, setup)
 
 
 def main(argv):

@@ -49,19 +49,20 @@ class _Stages:
     self.backbone = binding("BACKBONE", backbone)
     self.extra = dict(stage_bindings)
 
-  def _train(self, name: str, extra_key: str, gin_files, run_dir, bindings) -> None:
+  def _train(self, name: str, gin_files, run_dir, bindings) -> None:
     self.launcher.run(name, self.launcher.command("mpt_jax.train", gin_files, [
-        self.backbone, binding("MODEL_DIR", str(run_dir)), *bindings,
-        *self.extra.get(extra_key, ())]), run_dir.final_prompts)
+        self.backbone, binding("MODEL_DIR", str(run_dir)), *bindings]),
+                      run_dir.final_prompts)
 
   def teachers(self, source_mixture: str) -> None:
-    self._train("teachers", "teachers", ["runs/teachers.gin"], self.root.teachers,
-                [binding("SOURCE_MIXTURE", source_mixture)])
+    self._train("teachers", ["runs/teachers.gin"], self.root.teachers,
+                [binding("SOURCE_MIXTURE", source_mixture), *self.extra.get("teachers", ())])
 
   def distill(self, source_mixture: str) -> None:
-    self._train("distill", "distill", ["runs/distill.gin"], self.root.distill, [
+    self._train("distill", ["runs/distill.gin"], self.root.distill, [
         binding("SOURCE_MIXTURE", source_mixture),
-        binding("TEACHER_PROMPTS", str(self.root.teachers.final_prompts))])
+        binding("TEACHER_PROMPTS", str(self.root.teachers.final_prompts)),
+        *self.extra.get("distill", ())])
 
   def adapt(self, run: run_dirs.AdaptRun, target_mixture: str, targets: Sequence[str],
             spot_sources) -> None:
@@ -75,7 +76,7 @@ class _Stages:
       bindings += [binding("TARGET_TASKS", list(targets)),
                    binding("FEW_SHOT_K", run.setting.k),
                    binding("FEW_SHOT_SEED", run.setting.draw), *self.extra.get("few_shot", ())]
-    self._train(f"{run.method} {run.setting.name} seed {run.seed}", "", gin_files,
+    self._train(f"{run.method} {run.setting.name} seed {run.seed}", gin_files,
                 self.root.adapt(run), bindings)
 
   def evaluate(self, runs: Sequence[run_dirs.AdaptRun], splits: Sequence[str]) -> None:

@@ -47,7 +47,8 @@ class PromptSet:
 
   @classmethod
   def from_module(cls, module, params, task_names, **facts) -> "PromptSet":
-    """The parameters of a prompt module, of the kind the module declares."""
+    """The parameters of a prompt module (device or host arrays, fetched to the host),
+    of the kind the module declares."""
     return cls(module.kind, dict(params), task_names, **facts)
 
   def __post_init__(self):

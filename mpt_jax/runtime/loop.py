@@ -21,6 +21,7 @@ import optax
 
 from mpt_jax.model import models
 from mpt_jax.prompts import modules as prompt_modules
+from mpt_jax.prompts.prompt_set import PromptSet
 from mpt_jax.runtime import checkpoints as checkpoints_lib
 from mpt_jax.runtime import inputs
 from mpt_jax.runtime import metric_writers
@@ -122,12 +123,13 @@ class TrainLoop:
     return inputs.DataPosition.from_json(data)
 
   def save(self, step: int, position: dict) -> None:
-    state = serialization.to_state_dict(jax.device_get(self.state))
-    self.checkpoints.save(step, state, position, self.setup.run_facts)
+    host = jax.device_get(self.state)
+    self.checkpoints.save(step, serialization.to_state_dict(host), position,
+                          self.setup.run_facts)
     self.checkpoints.wait()
     self.last_checkpoint = step
     if jax.process_index() == 0:
-      self.setup.prompt_set(self.state.params, step).save(self.model_dir.step_prompts(step))
+      self.setup.prompt_set(host.params, step).save(self.model_dir.step_prompts(step))
 
   def _check_finite(self, loss: float, step: int) -> None:
     if not math.isfinite(loss):
@@ -137,8 +139,9 @@ class TrainLoop:
           "learning rate or check the data, then rerun to resume from it.")
 
   def run(self, batches: inputs.MixedBatches, train_steps: int, log_period: int,
-          dev_evaluation=None) -> dict:
-    """Trains to `train_steps`; returns the last step's metrics (and eval results)."""
+          dev_evaluation=None) -> tuple[dict, PromptSet]:
+    """Trains to `train_steps`; returns the last step's metrics (and eval results) and
+    the final prompt."""
     setup = self.setup
     writer = metric_writers.create_writer(self.model_dir.path, "train")
     step = int(jax.device_get(self.state.step))
@@ -169,10 +172,11 @@ class TrainLoop:
         self.save(step, position)
       if dev_evaluation and (step % dev_evaluation.period == 0 or step == train_steps):
         metrics["eval"] = dev_evaluation(self.state.params, step)
+    final = setup.prompt_set(self.state.params, step)
     if jax.process_index() == 0:
-      setup.prompt_set(self.state.params, step).save(self.model_dir.final_prompts)
+      final.save(self.model_dir.final_prompts)
     writer.close()
-    return metrics
+    return metrics, final
 
   def close(self) -> None:
     self.checkpoints.close()

@@ -49,9 +49,8 @@ class RunSetup:
 
   def prompt_set(self, trainable, step: int, **metadata) -> PromptSet:
     """The trainable prompt as a PromptSet (host arrays, task names, backbone facts)."""
-    tree = jax.tree.map(np.asarray, jax.device_get(trainable["prompt"]))
     return PromptSet.from_module(
-        self.prompt_module, tree, self.task_names,
+        self.prompt_module, trainable["prompt"], self.task_names,
         backbone_config=self.backbone.config.to_dict(),
         metadata={"step": step, "backbone": self.backbone.source,
                   "backbone_fingerprint": self.backbone.fingerprint, **metadata})

@@ -4,7 +4,6 @@ period (t5x's orbax path ignores a custom checkpointer, so this hooks the loop).
 from typing import Sequence
 
 import jax
-import numpy as np
 from t5x import trainer as t5x_trainer
 
 from mpt_jax.prompts.prompt_set import PromptSet
@@ -25,9 +24,8 @@ class WritePromptFiles(t5x_trainer.BaseAction):
 
   def prompt_set(self, train_state) -> PromptSet:
     step = int(jax.device_get(train_state.step))
-    tree = jax.tree.map(np.asarray, jax.device_get(train_state.params["prompt"]))
     return PromptSet.from_module(
-        self.model.mpt.network.prompt, tree, self.task_names,
+        self.model.mpt.network.prompt, train_state.params["prompt"], self.task_names,
         backbone_config=self.model.mpt.config.to_dict(),
         metadata={"step": step, "runtime": "t5x"})
 

@@ -1,5 +1,6 @@
-"""The pipeline command's checks before any stage starts: unknown methods and unknown
-task mixtures are refused, with the valid choices, and nothing is created or launched."""
+"""The pipeline command's checks before any stage starts (unknown methods and task
+mixtures are refused, with the valid choices, and nothing is created or launched), and
+the stage commands it builds, recorded instead of run."""
 
 import re
 import subprocess
@@ -53,3 +54,28 @@ def test_every_method_names_a_gin_file_the_stages_find():
   for gin_file in pipeline_main.METHODS.values():
     assert (cli.package_gin_dir() / gin_file).is_file(), gin_file
 
+
+def test_every_stage_gets_its_own_extra_bindings(tmp_path, monkeypatch):
+  commands = {}
+
+  def record(launcher, name, command, done):
+    del launcher
+    commands[name] = list(command)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text("{}")
+    return True
+  monkeypatch.setattr(pipeline_main.StageLauncher, "run", record)
+  extra = {stage: [f"X_{stage.upper()} = 1"]
+           for stage in ("teachers", "distill", "prompt_tuning", "mpt", "few_shot", "eval")}
+  _run(tmp_path / "root", methods=("prompt_tuning", "mpt"), few_shot_ks=(4,),
+       stage_bindings=extra, write_results=False)
+  stages = {"teachers": "teachers", "distill": "distill",
+            "prompt_tuning full seed 0": "prompt_tuning", "mpt full seed 0": "mpt",
+            "evaluate": "eval"}
+  for name, own in stages.items():
+    got = {b for b in extra for flag in commands[name]
+           if flag == f"--gin_bindings={extra[b][0]}"}
+    assert got == {own}, (name, got)
+  few_shot = commands["mpt k4_d0 seed 0"]
+  assert "--gin_bindings=X_MPT = 1" in few_shot and "--gin_bindings=X_FEW_SHOT = 1" in few_shot
+  assert "--gin_bindings=X_PROMPT_TUNING = 1" not in few_shot
