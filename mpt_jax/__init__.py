@@ -1,5 +1,13 @@
 """Multitask Prompt Tuning (Wang et al., ICLR 2023) for T5 in JAX/Flax."""
 
+import os
+
+# TensorFlow only feeds the input pipeline, on the CPU, yet its C++ start-up probes for
+# CUDA and logs an ERROR on every machine without a GPU driver. Its failures that matter
+# raise Python exceptions; TF_CPP_MIN_LOG_LEVEL=0 brings back the C++ logs (TF's and XLA's).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from mpt_jax.backbone.config import named_config
 from mpt_jax.backbone.config import T5Config
 from mpt_jax.backbone.loading import Backbone

@@ -24,6 +24,8 @@ from mpt_jax.backbone.loading import load_backbone
 from mpt_jax.prompts import factories
 from mpt_jax.prompts import modules as prompt_modules
 from mpt_jax.prompts.loading import load_prompts
+from mpt_jax.prompts.prompt_set import PromptSet
+from mpt_jax.runtime import data_checks
 from mpt_jax.runtime import evaluation as evaluation_lib
 from mpt_jax.runtime import setup as setup_lib
 from mpt_jax.runtime.configs import EvalConfig
@@ -53,14 +55,18 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   if several and model_dir is not None:
     raise ValueError("With several prompts, results go beside each; leave MODEL_DIR unset.")
   config = evaluation or EvalConfig()
+  runs = [resolve_prompts(entry) for entry in (prompts if several else [prompts])]
+  prompt_sets = [load_prompts(path) for path, _ in runs]
+  tasks = {name: None for p in prompt_sets for name in (config.tasks or p.task_names)}
+  for split in splits:  # every prompt's data, before the backbone loads
+    data_checks.check_tasks(list(tasks), split, task_feature_lengths)
   loaded = backbone if isinstance(backbone, Backbone) else load_backbone(backbone)
   partitioner = partitioner or Partitioner()
   placed = setup_lib.place_backbone(loaded, partitioner)  # once for all the prompts
   summaries = []
-  for entry in (prompts if several else [prompts]):
-    path, results_file = resolve_prompts(entry)
-    summary = _evaluate_one(path, loaded, placed, splits, task_feature_lengths, config,
-                            model or ModelConfig(), partitioner)
+  for (path, results_file), prompt_set in zip(runs, prompt_sets):
+    summary = _evaluate_one(path, prompt_set, loaded, placed, splits, task_feature_lengths,
+                            config, model or ModelConfig(), partitioner)
     if jax.process_index() == 0:
       out = paths.as_path(model_dir) / "results.json" if model_dir else results_file
       out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +75,9 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   return summaries if several else summaries[0]
 
 
-def _evaluate_one(path, backbone: Backbone, placed_backbone, splits, task_feature_lengths,
-                  config: EvalConfig, model: ModelConfig, partitioner) -> dict:
-  prompt_set = load_prompts(path)
+def _evaluate_one(path, prompt_set: PromptSet, backbone: Backbone, placed_backbone, splits,
+                  task_feature_lengths, config: EvalConfig, model: ModelConfig,
+                  partitioner) -> dict:
   setup = setup_lib.build_setup(backbone, prompt_set.task_names,
                                 factories.module_for(prompt_set), model, partitioner,
                                 placed_backbone=placed_backbone)

@@ -24,6 +24,7 @@ from mpt_jax.backbone.loading import Backbone
 from mpt_jax.backbone.loading import load_backbone
 from mpt_jax.prompts import factories
 from mpt_jax.prompts.prompt_set import PromptSet
+from mpt_jax.runtime import data_checks
 from mpt_jax.runtime import inputs
 from mpt_jax.runtime import optimizers
 from mpt_jax.runtime import setup as setup_lib
@@ -84,6 +85,10 @@ def train(model_dir: str = gin.REQUIRED, *, backbone: Union[str, Backbone] = gin
   _check_batch_size(data, num_input_shards, partitioner)
   # Everything that can fail on a name or a path fails here, before any compilation.
   task_names = registry.task_names(data.mixture_or_task_name)
+  data_checks.check_tasks(task_names, "train", data.task_feature_lengths, data.batch_size)
+  if evaluation.period:  # (DevEvaluation names eval tasks that are not the run's)
+    data_checks.check_tasks([t for t in evaluation.tasks or task_names if t in task_names],
+                            evaluation.split, data.task_feature_lengths)
   loaded = backbone if isinstance(backbone, Backbone) else load_backbone(backbone)
   setup = setup_lib.build_setup(loaded, task_names, prompt(loaded, task_names), model,
                                 partitioner, seed)

@@ -118,9 +118,8 @@ def register_few_shot(task_name: str, k: int, seed: int) -> str:
                      f"its tasks: {', '.join(registry.task_names(task_name))}.")
   seqio.TaskRegistry.add_provider(
       name, parent.replace(name=name, source=FewShotSource(parent.source, k, seed, task_name)))
-  labels = registry.class_labels(task_name)
-  if labels is not None:
-    registry.register_class_labels(name, labels)
+  if registry.class_labels(task_name) is not None:
+    registry.register_class_labels(name, lambda: registry.class_labels(task_name))
   metric = registry.primary_metric(task_name)
   if metric is not None:
     registry.register_primary_metric(name, metric)

@@ -87,8 +87,11 @@ def _f1(true_positives: int, false_positives: int, false_negatives: int) -> floa
 
 
 def _binary_f1(targets: np.ndarray, predictions: np.ndarray) -> float:
-  """F1 of class 1; every other prediction (0 or an invalid -1) counts as negative."""
-  positive, predicted = targets == 1, predictions == 1
+  """F1 of class 1, an invalid prediction (neither 0 nor 1) counted as wrong: a false
+  negative on a positive, a false positive on a negative (T5's f1_score_with_invalid)."""
+  valid = (predictions == 0) | (predictions == 1)
+  predicted = np.where(valid, predictions, 1 - targets) == 1
+  positive = targets == 1
   return _f1(int(np.sum(positive & predicted)), int(np.sum(~positive & predicted)),
              int(np.sum(positive & ~predicted)))
 
@@ -158,8 +161,9 @@ def _first_per_group(items: Sequence[Mapping[str, Any]]) -> dict[Any, Mapping[st
 
 def multirc(targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]
             ) -> Scores:
-  """MultiRC's official pair: F1a, the binary F1 over every answer option, and EM, the
-  share of questions (groups) whose options are all labelled correctly.
+  """MultiRC's official pair: F1a, the binary F1 over every answer option (an invalid
+  prediction counted as wrong), and EM, the share of questions (groups) whose options
+  are all labelled correctly.
 
   Items are {"group": question id, "label": 0, 1 or -1 (invalid)}.
   """

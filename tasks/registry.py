@@ -3,11 +3,12 @@ sets and primary metrics."""
 
 import difflib
 import importlib
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import seqio
 
-_CLASS_LABELS: dict[str, tuple[str, ...]] = {}
+Labels = Union[Sequence[str], Callable[[], Sequence[str]]]
+_CLASS_LABELS: dict[str, Labels] = {}
 _PRIMARY_METRICS: dict[str, str] = {}
 
 
@@ -55,13 +56,16 @@ def task_names(name: str) -> list[str]:
   return [provider.name]
 
 
-def register_class_labels(task_name: str, labels: Sequence[str]) -> None:
-  """Declares a task's label strings, for rank classification and class-label prompts."""
-  _CLASS_LABELS[task_name] = tuple(labels)
+def register_class_labels(task_name: str, labels: Labels) -> None:
+  """Declares a task's label strings, for rank classification and class-label prompts:
+  the strings, or a function that gives them when asked (labels that depend on settings
+  gin binds after the task is registered, like the catalog's text format)."""
+  _CLASS_LABELS[task_name] = labels if callable(labels) else tuple(labels)
 
 
 def class_labels(task_name: str) -> Optional[tuple[str, ...]]:
-  return _CLASS_LABELS.get(task_name)
+  labels = _CLASS_LABELS.get(task_name)
+  return tuple(labels()) if callable(labels) else labels
 
 
 def label_token_ids(task_name: str) -> Optional[list[list[int]]]:

@@ -11,6 +11,7 @@ import pytest  # pylint: disable=g-import-not-at-top
 import seqio  # pylint: disable=g-import-not-at-top
 
 from tests import helpers  # pylint: disable=g-import-not-at-top
+from tests import mocked_catalog  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,7 @@ def tiny_backbone_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def toy_run(tmp_path_factory, tiny_backbone_dir):
   """(MODEL_DIR, TrainResult) of 30 steps on the toy tasks, dev-evaluated with rank
-  classification at step 30."""
+  classification at steps 0 and 30."""
   model_dir = tmp_path_factory.mktemp("toy_run") / "model"
   result = helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=30, eval_period=30,
                              rank_classification=True)
@@ -43,7 +44,7 @@ def toy_run(tmp_path_factory, tiny_backbone_dir):
 
 @pytest.fixture(scope="module")
 def mock_catalog_tfds():
-  with helpers.mocked_tfds():
+  with mocked_catalog.mocked_tfds():
     yield
 
 

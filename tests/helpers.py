@@ -1,38 +1,20 @@
 """Helpers every test folder shares: the committed fixtures, tiny random backbones and
-toy trainings, checkpoints in t5x's on-disk layouts, and the task catalog on mocked TFDS
-data. The pytest fixtures built from them are in conftest.py.
+toy trainings, and checkpoints in t5x's on-disk layouts. The pytest fixtures built from
+them are in conftest.py; the task catalog on mocked TFDS data is in mocked_catalog.py.
 
-T5X layouts (`write_legacy`, `write_orbax`) were checked against checkpoints t5x itself
-wrote (commit cc342d4, tiny T5 1.1): legacy `checkpoint_N/checkpoint` msgpack
-{'version': 3, 'optimizer': {'target', 'state'}} with zarr arrays
-`target.<dotted.name>/` (gzip level 1) beside it, and orbax `checkpoint_N/state/`
-(PyTree with OCDBT) written by a CheckpointManager whose step prefix is 'checkpoint'.
-
-The mocked catalog: seqio's TFDS sources take split sizes from `builder.info.splits`.
-Under `tfds.testing.mock_data` a builder only has split metadata if a
-`dataset_info.json` exists in the mock data dir (MockPolicy.USE_FILES), so
-`mocked_tfds` writes one per catalog dataset: the builder's real features plus
-invented split sizes (`mock_size`). It serves `_as_dataset` from `fake_dataset`, whose
-examples say where they come from: every text is "<dataset[/config]> <split>
-<position> <feature path>", so a test traces any preprocessed example back to its
-TFDS split and position. Class ids cycle through the classes, other integers are
-position // 2 (MultiRC and ReCoRD groups of two), floats are scores in [0, 5) off the
-0.2 grid, and sequences have two elements.
+T5X's legacy layout (`write_legacy`) was checked against checkpoints t5x itself wrote
+(commit cc342d4, tiny T5 1.1): `checkpoint_N/checkpoint` msgpack {'version': 3,
+'optimizer': {'target', 'state'}} with zarr arrays `target.<dotted.name>/` (gzip level 1)
+beside it. Its orbax layout is written by the library (`Backbone.save_t5x`).
 """
 
-import contextlib
 import json
 import pathlib
-import re
-import tempfile
 
 from flax import serialization
 from flax import traverse_util
 import numpy as np
-import orbax.checkpoint as ocp
-import seqio
-import tensorflow as tf
-import tensorflow_datasets as tfds
+import sentencepiece as spm
 import tensorstore as ts
 
 import mpt_jax
@@ -43,8 +25,6 @@ from mpt_jax.runtime.configs import CheckpointConfig
 from mpt_jax.runtime.configs import DataConfig
 from mpt_jax.runtime.configs import EvalConfig
 from mpt_jax.runtime.configs import ModelConfig
-import tasks.catalog
-from tasks.catalog import splits
 from tests import toy_tasks  # pylint: disable=unused-import  (registers the toy tasks)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -59,6 +39,18 @@ TOY_LENGTHS = {"inputs": 16, "targets": 4}
 def write_tiny_backbone(directory, seed: int = 0) -> pathlib.Path:
   config = mpt_jax.named_config("t5_1_1_tiny", **TINY)
   return pathlib.Path(mpt_jax.random_backbone(config, seed=seed).save(directory))
+
+
+def write_sentencepiece_model(directory, sentences, vocab_size: int) -> str:
+  """A small SentencePiece model with T5's special ids (pad 0, eos 1, unk 2, no bos),
+  covering every character of `sentences`; returns the .model path."""
+  prefix = str(pathlib.Path(directory) / "spm")
+  pathlib.Path(directory).mkdir(parents=True, exist_ok=True)
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(sentences), model_prefix=prefix, vocab_size=vocab_size,
+      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0,
+      hard_vocab_limit=False, minloglevel=2)
+  return prefix + ".model"
 
 
 def bank_prompt(length=4):
@@ -145,121 +137,4 @@ def write_legacy(model_dir, params: dict, step: int, inline=("scale",)) -> pathl
   return directory
 
 
-def write_orbax(model_dir, params: dict, step: int) -> pathlib.Path:
-  manager = ocp.CheckpointManager(
-      pathlib.Path(model_dir).absolute(),
-      item_handlers={"state": ocp.PyTreeCheckpointHandler(use_ocdbt=True)},
-      options=ocp.CheckpointManagerOptions(step_prefix="checkpoint"))
-  state = {"target": params, "state": {"step": np.array(step, np.int32)}}
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state)))
-  manager.wait_until_finished()
-  manager.close()
-  return pathlib.Path(model_dir) / f"checkpoint_{step}"
-
-
-# --- the task catalog on mocked TFDS data ---------------------------------------------
-SUFFIX = "_bytes"
-TRAIN_EXTRA = 4  # training examples left over after the 1,000 held out
-HALVED = 9  # an odd validation set, so the halves differ in size
-OTHER = 5
-TRACE = re.compile(r"(\S+) (\S+) (\d+) ")
-
-
-def mock_size(spec, tfds_split: str) -> int:
-  """Invented size of a TFDS split: just big enough for the spec's split rule."""
-  sizes = [OTHER]
-  for part in spec.parts.values():
-    if part.tfds_split != tfds_split or not part.permuted:
-      continue
-    if part.start is splits.HALF or part.stop is splits.HALF:
-      sizes.append(HALVED)
-    else:  # a `large` rule: 1,000 held out, the rest trained on (Yelp's cap is not reached)
-      sizes.append(splits.HELD_OUT + TRAIN_EXTRA)
-  return max(sizes)
-
-
-def dataset_sizes() -> dict[str, dict[str, int]]:
-  """{tfds name: {tfds split: size}} over every catalog spec."""
-  sizes = {}
-  for spec in tasks.catalog.SPECS:
-    for name in spec.tfds_names:
-      for part in spec.parts.values():
-        sizes.setdefault(name, {})[part.tfds_split] = mock_size(spec, part.tfds_split)
-  return sizes
-
-
-def _fake(feature, origin: str, positions: tf.Tensor, path: str):
-  """The values of `feature` for all `positions` at once ([n, ...] tensors)."""
-  if isinstance(feature, tfds.features.FeaturesDict):
-    return {key: _fake(f, origin, positions, f"{path}/{key}".lstrip("/"))
-            for key, f in feature.items()}
-  if isinstance(feature, tfds.features.Sequence):
-    elements = [_fake(feature.feature, origin, positions, f"{path}.{j}") for j in range(2)]
-    return tf.nest.map_structure(lambda *xs: tf.stack(xs, axis=1), *elements)
-  if isinstance(feature, tfds.features.ClassLabel):
-    return positions % feature.num_classes
-  dtype = feature.tf_dtype
-  if dtype == tf.string:
-    return tf.strings.join([origin, tf.strings.as_string(positions), path], " ")
-  if dtype.is_floating:
-    return tf.cast(positions * 37 % 500, dtype) / 100
-  if dtype.is_bool:
-    return positions % 2 == 0
-  return tf.cast(positions // 2, dtype)
-
-
-def fake_dataset(builder, split, decoders=None, read_config=None, shuffle_files=False):
-  """Mock of `FileReaderBuilder._as_dataset`: the split's examples, in position order."""
-  del decoders, read_config, shuffle_files
-  config = builder.builder_config
-  origin = f"{builder.name}/{config.name} {split}" if config else f"{builder.name} {split}"
-  positions = tf.range(builder.info.splits[split].num_examples, dtype=tf.int64)
-  return tf.data.Dataset.from_tensor_slices(_fake(builder.info.features, origin, positions, ""))
-
-
-def write_metadata(data_dir: str) -> None:
-  for name, sizes in dataset_sizes().items():
-    builder = tfds.builder(name, data_dir=data_dir)
-    template = tfds.core.ShardedFileTemplate(
-        data_dir=builder.data_dir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-        dataset_name=builder.name, filetype_suffix="tfrecord")
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=split, shard_lengths=[size], num_bytes=0,
-                            filename_template=template) for split, size in sizes.items()]))
-    tf.io.gfile.makedirs(builder.data_dir)
-    builder.info.write_to_directory(builder.data_dir)
-
-
-@contextlib.contextmanager
-def mocked_tfds():
-  """Catalog datasets served by `fake_dataset`, with their split metadata written."""
-  # seqio memoizes builders by (name, data dir) across sources; builders made outside
-  # this mock must not leak in, nor mocked ones out.
-  seqio.utils.LazyTfdsLoader._MEMOIZED_BUILDERS.clear()  # pylint: disable=protected-access
-  with tempfile.TemporaryDirectory() as data_dir:
-    write_metadata(data_dir)
-    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_FILES, data_dir=data_dir,
-                                as_dataset_fn=fake_dataset):
-      yield
-  seqio.utils.LazyTfdsLoader._MEMOIZED_BUILDERS.clear()  # pylint: disable=protected-access
-
-
-def trace(text: str) -> tuple[str, str, int]:
-  """(dataset/config, TFDS split, position) of the first fake text in `text`."""
-  match = TRACE.search(text)
-  assert match, f"no fake example trace in {text!r}"
-  return match.group(1), match.group(2), int(match.group(3))
-
-
-def as_text(value) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def first_text(example) -> str:
-  """A raw example's first text (in sorted key order); every text carries the trace."""
-  for value in tf.nest.flatten(example):
-    if isinstance(value, bytes):
-      return value.decode()
-    if isinstance(value, np.ndarray) and value.dtype == object and value.size:
-      return as_text(value.flat[0])
-  raise AssertionError(f"no text feature in {example}")
+SUFFIX = "_bytes"  # the byte-vocabulary copy of the catalog (conftest.byte_catalog)

@@ -59,13 +59,18 @@ def test_dev_evaluation_keeps_the_best_prompt_with_its_scores(trained):
   results = result.metrics["eval"]
   assert set(results) == {"toy_vowel", "toy_first", "toy_upper"}
   assert all(set(metrics) == {"accuracy"} for metrics in results.values())
-  assert helpers.logged(model_dir, "eval")[-1]["step"] == 30
+  logged = helpers.logged(model_dir, "eval")
+  assert [row["step"] for row in logged] == [0, 30]  # the starting prompt, then the period
+  assert logged[-1]["average"] == pytest.approx(
+      np.mean([m["accuracy"] for m in results.values()]))
   best = json.loads((model_dir / "best.json").read_text())
-  assert best["metric"] == "average" and best["step"] == 30
-  assert best["results"] == results
-  assert best["value"] == pytest.approx(np.mean([m["accuracy"] for m in results.values()]))
+  best_row = max(logged, key=lambda row: row["average"])  # the earliest of equals
+  assert best["metric"] == "average" and best["step"] == best_row["step"]
+  assert best["value"] == pytest.approx(best_row["average"])
+  assert {f"{task}/{m}": v for task, ms in best["results"].items() for m, v in ms.items()} == {
+      k: v for k, v in best_row.items() if "/" in k}
   saved = mpt_jax.load_prompts(model_dir / "best" / "prompts.safetensors")
-  np.testing.assert_array_equal(saved.merged(), result.prompts.merged())
+  assert saved.metadata["step"] == best["step"]
 
 
 def test_rerunning_a_finished_run_resumes_and_continues(tmp_path, tiny_backbone_dir):

@@ -7,6 +7,7 @@ import hashlib
 from typing import Optional, Union
 
 from etils import epath
+import flax
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,11 @@ class Backbone:
   def save(self, directory) -> epath.Path:
     """Writes a HuggingFace T5 directory that `load_backbone` (or transformers) reads."""
     return huggingface.write_hf_t5(self.config, self.params, directory)
+
+  def save_t5x(self, directory, step: int = 1) -> epath.Path:
+    """Writes a T5X (orbax) checkpoint, DIRECTORY/checkpoint_STEP, for t5x.train's
+    INITIAL_CHECKPOINT_PATH; `load_backbone` reads it too."""
+    return t5x_checkpoint.write_t5x_checkpoint(flax.core.unfreeze(self.params), directory, step)
 
   @functools.cached_property
   def _logits_fn(self):

@@ -1,4 +1,5 @@
-"""Reads the parameters of a T5X checkpoint, in either of t5x's on-disk formats.
+"""Reads the parameters of a T5X checkpoint, in either of t5x's on-disk formats, and
+writes a backbone as an orbax one that t5x restores (INITIAL_CHECKPOINT_PATH).
 
 * legacy: `checkpoint_N/checkpoint`, a msgpack of {'version', 'optimizer': {'target',
   'state'}} whose large leaves are TensorStore specs of zarr arrays stored beside it
@@ -168,3 +169,20 @@ def infer_config(flat: dict[str, np.ndarray], **overrides) -> T5Config:
                 relative_attention_num_buckets=buckets)
   values.update(overrides)
   return T5Config(**values)
+
+
+def write_t5x_checkpoint(params: dict, directory, step: int = 1) -> epath.Path:
+  """Writes `params` as t5x's orbax checkpoint DIRECTORY/checkpoint_STEP (PyTree `state`
+  of {'target', 'state': {'step'}}, OCDBT), the layout t5x.train restores a backbone
+  from; returns the checkpoint's path."""
+  directory = paths.as_path(directory)
+  manager = ocp.CheckpointManager(
+      directory if directory.is_absolute() else directory.absolute(),
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(use_ocdbt=True)},
+      options=ocp.CheckpointManagerOptions(step_prefix="checkpoint"))
+  state = {"target": jax.tree.map(np.asarray, params),
+           "state": {"step": np.array(step, np.int32)}}
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state)))
+  manager.wait_until_finished()
+  manager.close()
+  return directory / f"checkpoint_{step}"

@@ -100,14 +100,6 @@ def _pretrain(launcher: StageLauncher, directory, gin_files, bindings) -> str:
   return str(directory)
 
 
-def _curve_panels(root: run_dirs.PipelineDir, runs: Sequence[run_dirs.AdaptRun]):
-  panels = {"teachers": [("teachers", root.teachers)], "distill": [("distill", root.distill)]}
-  for run in runs:
-    panels.setdefault(f"adapt: {run.method}", []).append(
-        (f"{run.setting.name}/seed{run.seed}", root.adapt(run)))
-  return panels
-
-
 @gin.configurable
 def run_pipeline(root_dir: str = gin.REQUIRED, *, source_mixture: str = gin.REQUIRED,
                  target_mixture: str = gin.REQUIRED, backbone: Optional[str] = None,
@@ -156,7 +148,8 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, source_mixture: str = gin.REQU
   stages.evaluate(runs, eval_splits)
   if write_results:
     results.write(root, results.collect(root, runs, targets))
-    curves.plot_curves(root.curves, _curve_panels(root, runs))
+    curves.plot_curves(root.curves, targets, [(run, root.adapt(run)) for run in runs],
+                       {"teachers": root.teachers, "distill": root.distill})
   return root
 
 

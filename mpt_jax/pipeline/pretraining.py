@@ -29,6 +29,7 @@ from mpt_jax.backbone.loading import Backbone
 from mpt_jax.backbone.loading import random_backbone
 from mpt_jax.backbone.t5 import T5
 from mpt_jax.model import losses
+from mpt_jax.runtime import data_checks
 from mpt_jax.runtime import inputs
 from tasks import registry
 
@@ -77,6 +78,7 @@ def pretrain(model_dir: str = gin.REQUIRED, *, config_name: str = "t5_1_1_tiny",
     return optax.apply_updates(p, updates), state, loss
 
   task_names = registry.task_names(mixture_or_task_name)
+  data_checks.check_tasks(task_names, "train", task_feature_lengths, batch_size)
   rates = inputs.mixing_rates(task_names, mixture_or_task_name, None, "train")
   batches = inputs.MixedBatches(task_names, rates, task_feature_lengths, batch_size,
                                 seed=seed)

@@ -32,8 +32,7 @@ class StageLauncher:
     self.bindings = list(bindings)
     self.stage_flags = list(stage_flags)
     # Identical programs (same shapes, same prompt kind) compile once for all stages.
-    self.env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache),
-                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    self.env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache)}
 
   def command(self, module: str, gin_files: Sequence[str], bindings: Sequence[str],
               shared: bool = True) -> list[str]:

@@ -136,6 +136,19 @@ def teacher_bank(path, task_names: Sequence[str]):
                             bank_init=initializers.from_array(bank, "teacher prompts"))
 
 
+@gin.configurable
+def saved_prompt(backbone, task_names, *, path: str = gin.REQUIRED):
+  """The prompt a run saved in `path`, where a run expects a factory (t5x.eval builds its
+  model from one); it must be the prompt of the same tasks, in the same order."""
+  del backbone  # the saved prompt has its shape
+  prompt_set = PromptSet.load(path)
+  if tuple(task_names) != tuple(prompt_set.task_names):
+    raise ValueError(f"The prompt file {path} holds the prompts of tasks "
+                     f"{list(prompt_set.task_names)}; this run's tasks are {list(task_names)}. "
+                     "Name the mixture it was trained on.")
+  return module_for(prompt_set)
+
+
 def module_for(prompt_set: PromptSet):
   """A prompt module of the saved kind whose parameters start as the saved ones."""
   a = prompt_set.arrays

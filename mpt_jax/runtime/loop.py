@@ -67,12 +67,25 @@ def _eta(seconds: float) -> str:
 
 @dataclasses.dataclass
 class Progress:
-  """Steps and tokens since the loop started, for throughput and the ETA."""
-  start_step: int
-  start_time: float = dataclasses.field(default_factory=time.time)
+  """Steps and tokens since the loop's first step finished. That step's time is mostly
+  compilation; counted in, it would skew throughput and the ETA for a long while."""
+  first_step_seconds: Optional[float] = None
+  start_step: int = 0
+  start_time: float = 0.0
   tokens: int = 0
 
-  def rates(self, step: int) -> tuple[float, float]:
+  def step_done(self, step: int, tokens: int, started: float) -> None:
+    """Counts a step that began at `started` (time.time()) and has just ended."""
+    if self.first_step_seconds is None:
+      self.first_step_seconds = time.time() - started
+      self.start_step, self.start_time = step, time.time()
+    else:
+      self.tokens += tokens
+
+  def rates(self, step: int) -> Optional[tuple[float, float]]:
+    """(steps/s, tokens/s) since the first step; None before any step is measured."""
+    if self.first_step_seconds is None or step <= self.start_step:
+      return None
     elapsed = max(time.time() - self.start_time, 1e-9)
     return (step - self.start_step) / elapsed, self.tokens / elapsed
 
@@ -138,6 +151,20 @@ class TrainLoop:
           f"last good checkpoint (step {self.last_checkpoint}) was saved; lower the "
           "learning rate or check the data, then rerun to resume from it.")
 
+  @staticmethod
+  def _log(writer, step: int, train_steps: int, metrics: dict, progress: Progress) -> None:
+    rates = progress.rates(step)
+    if rates is None:  # only the first step, mostly compilation, has run
+      writer.write_scalars(step, metrics)
+      logging.info("step %d/%d  loss %.4f  (first step, with compilation: %.1f s)", step,
+                   train_steps, metrics["loss"], progress.first_step_seconds)
+      return
+    metrics.update(steps_per_second=rates[0], tokens_per_second=rates[1])
+    writer.write_scalars(step, metrics)
+    logging.info("step %d/%d  loss %.4f  %.2f steps/s  %.0f tokens/s  ETA %s", step,
+                 train_steps, metrics["loss"], rates[0], rates[1],
+                 _eta((train_steps - step) / max(rates[0], 1e-9)))
+
   def run(self, batches: inputs.MixedBatches, train_steps: int, log_period: int,
           dev_evaluation=None) -> tuple[dict, PromptSet]:
     """Trains to `train_steps`; returns the last step's metrics (and eval results) and
@@ -145,28 +172,26 @@ class TrainLoop:
     setup = self.setup
     writer = metric_writers.create_writer(self.model_dir.path, "train")
     step = int(jax.device_get(self.state.step))
-    progress = Progress(step)
+    progress = Progress()
     metrics, position = {}, batches.position.to_json()
+    if dev_evaluation and step == 0:  # where each method starts, for the curves
+      metrics["eval"] = dev_evaluation(self.state.params, 0)
     while step < train_steps:
+      started = time.time()
       local = next(batches)
       prompt_modules.check_task_ids(local["task_ids"], len(setup.task_names),
                                     setup.task_names)
       position = batches.position.to_json()
-      progress.tokens += int((local["encoder_input_tokens"] > 0).sum() +
-                             local["decoder_loss_weights"].sum()) * jax.process_count()
       self.state, step_metrics = self.step_fn(self.state, setup.frozen,
                                               setup.partitioner.global_batch(local))
       step += 1
       metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
       self._check_finite(metrics["loss"], step)
+      progress.step_done(step, int((local["encoder_input_tokens"] > 0).sum() +
+                                   local["decoder_loss_weights"].sum()) * jax.process_count(),
+                         started)
       if step % log_period == 0 or step == train_steps:
-        steps_per_second, tokens_per_second = progress.rates(step)
-        metrics.update(steps_per_second=steps_per_second,
-                       tokens_per_second=tokens_per_second)
-        writer.write_scalars(step, metrics)
-        logging.info("step %d/%d  loss %.4f  %.2f steps/s  %.0f tokens/s  ETA %s", step,
-                     train_steps, metrics["loss"], steps_per_second, tokens_per_second,
-                     _eta((train_steps - step) / max(steps_per_second, 1e-9)))
+        self._log(writer, step, train_steps, metrics, progress)
       if (self.checkpoint_period and step % self.checkpoint_period == 0 or
           step == train_steps):
         self.save(step, position)

@@ -1,15 +1,18 @@
 """Freezing and two learning rates with t5x's optimizers.
 
-Only the `prompt` sub-tree is ever updated (t5x's MultiOptimizer over traversals of
-it). t5x's learning-rate schedule overrides the rate of every sub-optimizer alike, so
-a second speed is a fixed multiple of it (`ScaledLearningRate`).
+Only the `prompt` sub-tree is ever updated (`PromptOnlyOptimizer`, t5x's MultiOptimizer
+over traversals of it). t5x's learning-rate schedule overrides the rate of every
+sub-optimizer alike, so a second speed is a fixed multiple of it (`ScaledLearningRate`).
 """
 
 from typing import Optional, Sequence
 
 from flax import traverse_util
+import jax
+import jax.numpy as jnp
 from t5x import adafactor
 from t5x import optimizers
+from t5x import partitioning
 
 PROMPT_AXES = ("prompt", "tasks", "rank")
 
@@ -21,6 +24,36 @@ def prompt_traversal(leaves: Optional[Sequence[str]] = None):
     parts = path.strip("/").split("/")  # flax paths look like /prompt/prompts
     return parts[0] == "prompt" and (leaves is None or parts[-1] in leaves)
   return traverse_util.ModelParamTraversal(matches)
+
+
+def _zero():
+  return jnp.zeros((), jnp.float32)
+
+
+def _with_placeholders(tree, placeholder):
+  return jax.tree.map(lambda x: placeholder() if x is None else x, tree,
+                      is_leaf=lambda x: x is None)
+
+
+class PromptOnlyOptimizer(optimizers.MultiOptimizer):
+  """t5x's MultiOptimizer, with a scalar 0 as the state of every frozen parameter where
+  it keeps None: t5x's orbax checkpointer writes nothing for a None state but reads
+  every state leaf back, so resuming a run fails (NOT_FOUND ...param_states.decoder...).
+  A scalar per frozen parameter is a few hundred bytes, written and read like any other."""
+
+  def init_state(self, params):
+    state = super().init_state(params)
+    return state.replace(param_states=_with_placeholders(state.param_states, _zero))
+
+  def apply_gradient(self, hyper_params, params, state, grads):
+    new_params, new_state = super().apply_gradient(hyper_params, params, state, grads)
+    return new_params, new_state.replace(
+        param_states=_with_placeholders(new_state.param_states, _zero))
+
+  def derive_logical_axes(self, optimizer, param_logical_axes):
+    derived = super().derive_logical_axes(optimizer, param_logical_axes)
+    axes = _with_placeholders(derived.state.param_states, partitioning.PartitionSpec)
+    return derived.replace(state=derived.state.replace(param_states=axes))
 
 
 class ScaledLearningRate(optimizers.OptimizerDef):

@@ -43,7 +43,7 @@ def register_all(vocabulary: Optional[seqio.Vocabulary] = None, name_suffix: str
     seqio.TaskRegistry.remove(name)
     seqio.TaskRegistry.add_provider(name, spec.build_task(task_spec, vocabulary, name))
     if task_spec.labels is not None:
-      registry.register_class_labels(name, task_spec.labels)
+      registry.register_class_labels(name, task_spec.target_labels)
     registry.register_primary_metric(name, task_spec.paper_metric)
     names.append(name)
   for mixture_name, task_names in mixtures.MIXTURES.items():

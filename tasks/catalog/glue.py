@@ -12,7 +12,8 @@ ENTAILMENT = ("entailment", "not_entailment")
 
 def _classification(name, template, labels, parts, metric_fns=(metrics.accuracy,),
                     paper_metric="accuracy"):
-  return TaskSpec(name=f"mpt_glue_{name}", tfds_names=(f"glue/{name}:2.0.0",), parts=parts,
+  return TaskSpec(name=f"mpt_glue_{name}", prefix=formats.TaskPrefix(name, name),
+                  tfds_names=(f"glue/{name}:2.0.0",), parts=parts,
                   template=template, format=formats.label(labels),
                   postprocess_fn=post.label_id(labels), metric_fns=metric_fns, labels=labels,
                   paper_metric=paper_metric)
@@ -27,7 +28,8 @@ SPECS = (
     _classification("qnli", "question: {question} sentence: {sentence}", ENTAILMENT,
                     splits.large()),
     _classification("sst2", "sentence: {sentence}", ("negative", "positive"), splits.large()),
-    TaskSpec(name="mpt_glue_stsb", tfds_names=("glue/stsb:2.0.0",), parts=splits.small(),
+    TaskSpec(name="mpt_glue_stsb", prefix=formats.TaskPrefix("stsb", "stsb"),
+             tfds_names=("glue/stsb:2.0.0",), parts=splits.small(),
              template="sentence1: {sentence1} sentence2: {sentence2}", format=formats.score(),
              postprocess_fn=post.to_float, metric_fns=(metrics.pearson_and_spearman,),
              paper_metric="pearson_corr"),

@@ -6,6 +6,8 @@ values, so the grouped and multi-answer metrics read `group` and `answers` from 
 
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from tasks.catalog import formats
+
 Postprocessor = Callable[..., Any]
 
 
@@ -20,13 +22,15 @@ def _need_example(example: Optional[Mapping[str, Any]], key: str) -> Mapping[str
   return example
 
 
-def label_id(labels: Sequence[str]) -> Postprocessor:
-  """A label string to its class id; anything else (an invalid prediction) to -1."""
-  ids = {name: i for i, name in enumerate(labels)}
+def label_id(labels: Sequence[str], numbered: bool = True) -> Postprocessor:
+  """A target string of the current text style to its class id; anything else (an invalid
+  prediction) to -1."""
 
   def label_id_fn(text, example=None, is_target=False) -> int:
     del example, is_target
-    return ids.get(_text(text).strip(), -1)
+    targets = formats.target_labels(labels, numbered)
+    text = _text(text).strip()
+    return targets.index(text) if text in targets else -1
 
   return label_id_fn
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tasks import few_shot
+from tasks import tfds_data
 
 SEED = 42
 HELD_OUT = 1000
@@ -83,7 +84,8 @@ class SplitRuleSource(seqio.DataSource):
   """TFDS data (one dataset, or several concatenated, like ANLI's rounds) under split rules.
 
   Reads through seqio's LazyTfdsLoader, so seqio's TFDS data-dir override (what the
-  runtime's `--tfds_data_dir` sets) and the public TFDS bucket apply as for any seqio task.
+  commands' `--tfds_data_dir` sets) applies as for any seqio task. It reads only the data
+  dir, never TFDS's public bucket: a run uses no network it was not pointed at.
   """
 
   def __init__(self, tfds_names: Sequence[str], parts: Mapping[str, Part]):
@@ -102,6 +104,8 @@ class SplitRuleSource(seqio.DataSource):
 
   def tfds_size(self, tfds_split: str) -> int:
     """Examples in a TFDS split (summed over the concatenated datasets), from metadata."""
+    for loader in self._loaders:
+      tfds_data.require_prepared(loader, tfds_split)
     size = sum(loader.size(tfds_split) for loader in self._loaders)
     if not np.isfinite(size):  # seqio's LazyTfdsLoader reports an unknown size as inf
       raise ValueError(f"The TFDS metadata of {', '.join(self.tfds_names)} gives no size for "
@@ -131,7 +135,7 @@ class SplitRuleSource(seqio.DataSource):
     if not shuffle_files:
       read_config.interleave_cycle_length = 1  # TFDS's canonical order
     datasets = [tfds.load(loader.name, split=tfds_split, data_dir=loader.data_dir,
-                          shuffle_files=shuffle_files, read_config=read_config, try_gcs=True)
+                          shuffle_files=shuffle_files, read_config=read_config)
                 for loader in self._loaders]
     ds = datasets[0]
     for other in datasets[1:]:

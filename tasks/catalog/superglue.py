@@ -1,6 +1,7 @@
 """SuperGLUE: the paper's five target tasks, ReCoRD (a source task) and the cheap rest (COPA, RTE).
 
-WSC reads `super_glue/wsc.fixed`, TFDS's version whose spans are real substrings of the text.
+WSC reads `super_glue/wsc.fixed`, TFDS's version whose spans are real substrings of the text,
+and marks them in it (formats.wsc). ATTEMPT's task names are `superglue-<config>`.
 """
 
 from tasks import metrics
@@ -12,9 +13,15 @@ from tasks.catalog.spec import TaskSpec
 BOOLEAN = ("False", "True")
 
 
-def _classification(name, config, template, labels, metric_fns=(metrics.accuracy,)):
-  return TaskSpec(name=f"mpt_superglue_{name}", tfds_names=(f"super_glue/{config}:1.0.2",),
-                  parts=splits.small(), template=template, format=formats.label(labels),
+def _prefix(config: str) -> formats.TaskPrefix:
+  return formats.TaskPrefix(config.split(".")[0], f"superglue-{config}")
+
+
+def _classification(name, config, template, labels, metric_fns=(metrics.accuracy,),
+                    format_fn=formats.label):
+  return TaskSpec(name=f"mpt_superglue_{name}", prefix=_prefix(config),
+                  tfds_names=(f"super_glue/{config}:1.0.2",),
+                  parts=splits.small(), template=template, format=format_fn(labels),
                   postprocess_fn=post.label_id(labels), metric_fns=metric_fns, labels=labels)
 
 
@@ -26,7 +33,8 @@ SPECS = (
     _classification("copa", "copa",
                     "premise: {premise} question: {question} choice1: {choice1} "
                     "choice2: {choice2}", ("choice1", "choice2")),
-    TaskSpec(name="mpt_superglue_multirc", tfds_names=("super_glue/multirc:1.0.2",),
+    TaskSpec(name="mpt_superglue_multirc", prefix=_prefix("multirc"),
+             tfds_names=("super_glue/multirc:1.0.2",),
              parts=splits.small(),
              template="question: {question} answer: {answer} paragraph: {paragraph}",
              format=formats.multirc(BOOLEAN), postprocess_fn=post.grouped_label(BOOLEAN),
@@ -35,9 +43,9 @@ SPECS = (
                     ("entailment", "not_entailment")),
     _classification("wic", "wic", "word: {word} sentence1: {sentence1} sentence2: {sentence2}",
                     BOOLEAN),
-    _classification("wsc", "wsc.fixed",
-                    "text: {text} span1_text: {span1_text} span2_text: {span2_text}", BOOLEAN),
-    TaskSpec(name="mpt_record", tfds_names=("super_glue/record:1.0.2",), parts=splits.large(),
+    _classification("wsc", "wsc.fixed", "text: {text}", BOOLEAN, format_fn=formats.wsc),
+    TaskSpec(name="mpt_record", prefix=_prefix("record"), tfds_names=("super_glue/record:1.0.2",),
+             parts=splits.large(),
              template="query: {query} entities: {entities} passage: {passage}",
              format=formats.record(), postprocess_fn=post.record_answer,
              metric_fns=(metrics.record,), paper_metric="f1"),

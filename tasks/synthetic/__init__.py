@@ -5,7 +5,8 @@ six source tasks shaped like the paper's (MNLI, QNLI, QQP, SST-2, SQuAD, ReCoRD)
 three held-out target tasks that share their skills (RTE, Yelp, MRQA), the
 span-corruption task `synth_pretrain`, and the mixtures `synth_source`,
 `synth_target` and `synth_pretrain_multitask`. `tasks.synthetic.spm` registers the
-same under `synth_spm_` with the suite's own SentencePiece model. Call `register(...)` for another vocabulary, sizes or prefix.
+same under `synth_spm_` with the suite's own SentencePiece model. Call `register(...)`
+for another vocabulary, sizes or prefix.
 """
 
 from tasks.synthetic.corpus import pretraining_corpus

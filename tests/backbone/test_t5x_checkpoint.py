@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 import mpt_jax
+from mpt_jax.backbone import t5x_checkpoint
 from tests import helpers
+
+WRITERS = {"legacy": helpers.write_legacy,
+           "orbax": lambda path, params, step: t5x_checkpoint.write_t5x_checkpoint(params, path,
+                                                                                  step)}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +28,8 @@ def _assert_same_params(loaded, expected):
 @pytest.mark.parametrize("writer", ["legacy", "orbax"])
 def test_reads_parameters_and_infers_config(tmp_path, backbone, writer):
   params = {**backbone.params, "prompt": {"prompts": np.ones((2, 3, 64), np.float32)}}
-  getattr(helpers, f"write_{writer}")(tmp_path, params, step=10)
-  getattr(helpers, f"write_{writer}")(tmp_path, backbone.params, step=20)
+  WRITERS[writer](tmp_path, params, step=10)
+  WRITERS[writer](tmp_path, backbone.params, step=20)
   latest = mpt_jax.load_backbone(tmp_path)  # the latest step of a model dir
   assert latest.source == str(tmp_path)
   _assert_same_params(latest.params, backbone.params)
@@ -47,10 +52,17 @@ def test_legacy_layout_matches_t5x(tmp_path, backbone):
   assert '"compressor":{"id":"gzip","level":1}' in zarray.replace(" ", "")
 
 
-def test_orbax_layout_matches_t5x(tmp_path, backbone):
-  directory = helpers.write_orbax(tmp_path, backbone.params, step=5)
+def test_save_t5x_writes_t5xs_orbax_layout_and_reads_back(tmp_path, backbone):
+  directory = backbone.save_t5x(tmp_path / "tiny", step=5)
+  assert directory == tmp_path / "tiny" / "checkpoint_5"
   assert (directory / "state" / "manifest.ocdbt").is_file()
   assert (directory / "_CHECKPOINT_METADATA").is_file()
+  loaded = mpt_jax.load_backbone(directory)
+  assert loaded.config == backbone.config
+  assert all(name.startswith(("encoder/", "decoder/", "token_embedder/"))
+             for name in t5x_checkpoint.read_t5x_params(directory))
+  np.testing.assert_array_equal(loaded.params["token_embedder"]["embedding"],
+                                backbone.params["token_embedder"]["embedding"])
 
 
 def test_explicit_config_overrides_inference(tmp_path, backbone):
@@ -60,7 +72,7 @@ def test_explicit_config_overrides_inference(tmp_path, backbone):
 
 
 def test_shape_mismatch_names_every_offending_parameter(tmp_path, backbone):
-  helpers.write_orbax(tmp_path, backbone.params, step=1)
+  backbone.save_t5x(tmp_path, step=1)
   wrong = backbone.config.replace(d_ff=256)
   with pytest.raises(ValueError) as error:
     mpt_jax.load_backbone(tmp_path, config=wrong)
@@ -88,7 +100,6 @@ def test_missing_paths_are_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("writer", ["legacy", "orbax"])
 def test_reads_one_parameter_alone(tmp_path, backbone, writer):
-  from mpt_jax.backbone import t5x_checkpoint  # pylint: disable=g-import-not-at-top
-  getattr(helpers, f"write_{writer}")(tmp_path, backbone.params, step=3)
+  WRITERS[writer](tmp_path, backbone.params, step=3)
   embedding = t5x_checkpoint.read_t5x_param(tmp_path, "token_embedder/embedding")
   np.testing.assert_array_equal(embedding, backbone.params["token_embedder"]["embedding"])

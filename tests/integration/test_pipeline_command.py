@@ -104,7 +104,8 @@ def test_the_results_have_a_row_per_method_and_setting(pipeline):
 @pytest.mark.xdist_group("subprocesses")
 def test_local_sh_prints_the_results_table(pipeline):
   markdown = (pipeline["root"] / "results.md").read_text()
-  assert markdown.startswith("| method | setting | n | toy_first | toy_vowel | average |")
+  assert markdown.startswith(
+      "| method | setting | n | toy_first (accuracy) | toy_vowel (accuracy) | average |")
   assert markdown in pipeline["resumed"].stdout
   assert markdown in pipeline["rerun"].stdout
 

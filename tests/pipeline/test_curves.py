@@ -1,5 +1,5 @@
-"""Training curves: the loss a run logged in train.jsonl, one panel per stage in a PNG,
-runs and panels without logs left out."""
+"""The pipeline's curves: per data setting, PT, SPoT and MPT on the same axes for each target
+task's dev metric and for the smoothed training loss; the source stages' loss below."""
 
 import json
 import struct
@@ -9,18 +9,31 @@ import matplotlib.pyplot as plt
 import pytest
 
 from mpt_jax.pipeline import curves
+from mpt_jax.pipeline.run_dirs import AdaptRun
+from mpt_jax.pipeline.run_dirs import Setting
 from mpt_jax.runtime.model_dir import ModelDir
+from tasks import registry
+
+TASK = "curves_test_task"  # primary metric: accuracy
 
 
-def _run(directory, losses=None) -> ModelDir:
-  """A MODEL_DIR whose train.jsonl logs `losses` {step: loss} (none if None)."""
+def _run(directory, losses=None, evals=None) -> ModelDir:
+  """A MODEL_DIR whose train.jsonl logs `losses` {step: loss} and eval.jsonl `evals`
+  {step: {task/metric: value}} (nothing if None)."""
   run = ModelDir(directory)
   run.path.mkdir(parents=True, exist_ok=True)
-  if losses is not None:
-    rows = [json.dumps({"step": step, "loss": loss, "learning_rate": 0.3})
-            for step, loss in losses.items()]
-    (run.path / "train.jsonl").write_text("\n".join(rows) + "\n\n")
+  for name, logged in (("train", losses), ("eval", evals)):
+    if logged is not None:
+      rows = [json.dumps({"step": step, **(values if name == "eval" else
+                                           {"loss": values, "learning_rate": 0.3})})
+              for step, values in logged.items()]
+      (run.path / f"{name}.jsonl").write_text("\n".join(rows) + "\n\n")
   return run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def primary_metric():
+  registry.register_primary_metric(TASK, "accuracy")
 
 
 def _png_size(path) -> tuple[int, int]:
@@ -53,37 +66,52 @@ def test_training_loss_is_none_before_a_run_logs(tmp_path):
   assert curves.training_loss(ModelDir(tmp_path / "never_made")) is None
 
 
-def test_plot_curves_writes_one_panel_per_stage_with_a_curve_per_run(tmp_path, figures):
-  panels = {"teachers": [("teachers", _run(tmp_path / "t", {1: 3.0, 2: 2.0}))],
-            "adapt: mpt": [("full/seed0", _run(tmp_path / "a0", {1: 1.0, 2: 0.5})),
-                           ("full/seed1", _run(tmp_path / "a1")),
-                           ("k4_d0/seed0", _run(tmp_path / "a2", {5: 0.25}))]}
-  path = curves.plot_curves(epath.Path(tmp_path) / "curves.png", panels)
-  assert path == epath.Path(tmp_path) / "curves.png"
-  assert _png_size(path) == (1000, 350)  # two panels side by side, 5 x 3.5 in at 100 dpi
+def test_smoothing_starts_at_the_first_value_and_keeps_a_constant():
+  assert curves.smoothed([4.0, 4.0, 4.0]) == pytest.approx([4.0, 4.0, 4.0])
+  got = curves.smoothed([1.0, 0.0])
+  assert got[0] == pytest.approx(1.0)
+  assert got[1] == pytest.approx(0.6 * 0.4 / (1 - 0.36))  # debiased like TensorBoard
+
+
+def test_dev_metric_is_the_tasks_primary_metric_also_under_its_k_shot_name(tmp_path):
+  run = _run(tmp_path / "run", evals={
+      0: {f"{TASK}_k4_s0/f1": 1.0, f"{TASK}_k4_s0/accuracy": 50.0, "average": 25.5},
+      10: {f"{TASK}_k4_s0/f1": 2.0, f"{TASK}_k4_s0/accuracy": 75.0, "average": 38.5}})
+  assert curves.dev_metric(run, TASK) == ("accuracy", ([0, 10], [50.0, 75.0]))
+  assert curves.dev_metric(run, "another_task") is None
+  assert curves.dev_metric(_run(tmp_path / "not_evaluated"), TASK) is None
+
+
+def test_methods_share_the_axes_of_each_target_task_and_setting(tmp_path, figures):
+  full, k4 = Setting(), Setting(4, 0)
+  def evals(*values):
+    return {step: {f"{TASK}/accuracy": v, f"{TASK}/f1": 0.0} for step, v in
+            zip((0, 50, 100), values)}
+  adapt = [(AdaptRun(method, setting, seed), _run(tmp_path / f"{method}{setting.name}{seed}",
+                                                  {50: 2.0, 100: 1.0}, evals(*scores)))
+           for method, setting, seed, scores in (
+               ("prompt_tuning", full, 0, (10, 20, 30)), ("spot", full, 0, (40, 50, 60)),
+               ("mpt", full, 0, (45, 70, 80)), ("mpt", full, 1, (50, 75, 85)),
+               ("mpt", k4, 0, (45, 55, 65)))]
+  sources = {"teachers": _run(tmp_path / "t", {10: 3.0, 20: 2.0}),
+             "distill": _run(tmp_path / "d")}
+  path = curves.plot_curves(epath.Path(tmp_path) / "curves.png", [TASK], adapt, sources)
+  assert _png_size(path) == (800, 900)  # 2 columns x 3 rows of 4 x 3 in at 100 dpi
   (_, axes), = figures
-  titles = [ax.get_title() for ax in axes.flat]
-  assert titles == ["teachers", "adapt: mpt"]
-  adapt = axes.flat[1]
-  assert [line.get_label() for line in adapt.get_lines()] == ["full/seed0", "k4_d0/seed0"]
-  assert list(adapt.get_lines()[0].get_xdata()) == [1, 2]
-  assert list(adapt.get_lines()[0].get_ydata()) == [1.0, 0.5]
-
-
-def test_a_panel_whose_runs_have_no_logs_is_dropped(tmp_path, figures):
-  panels = {"teachers": [("teachers", _run(tmp_path / "t", {1: 3.0}))],
-            "distill": [("distill", _run(tmp_path / "d"))]}
-  path = curves.plot_curves(epath.Path(tmp_path) / "curves.png", panels)
-  assert _png_size(path) == (500, 350)
-  (_, axes), = figures
-  assert [ax.get_title() for ax in axes.flat] == ["teachers"]
-
-
-def test_more_than_three_panels_wrap_onto_rows_of_three(tmp_path, figures):
-  panels = {f"stage {i}": [("run", _run(tmp_path / str(i), {1: 1.0}))] for i in range(4)}
-  path = curves.plot_curves(epath.Path(tmp_path) / "curves.png", panels)
-  assert _png_size(path) == (1500, 700)
-  (_, axes), = figures
-  assert [ax.get_title() for ax in axes.flat] == ["stage 0", "stage 1", "stage 2", "stage 3",
-                                                  "", ""]
-  assert [ax.axison for ax in axes.flat] == [True, True, True, True, False, False]
+  metric = axes[0, 0]
+  assert metric.get_title() == f"{TASK} (full)" and metric.get_ylabel() == "dev accuracy"
+  lines = metric.get_lines()
+  assert [line.get_label() for line in lines] == ["prompt_tuning", "spot", "mpt", "mpt"]
+  assert [list(line.get_ydata()) for line in lines[:2]] == [[10, 20, 30], [40, 50, 60]]
+  assert all(list(line.get_xdata()) == [0, 50, 100] for line in lines)
+  assert lines[2].get_color() == lines[3].get_color() != lines[0].get_color()
+  assert [t.get_text() for t in metric.get_legend().get_texts()] == [
+      "prompt_tuning", "spot", "mpt"]  # each method once, whatever its seeds
+  assert metric.get_xlim()[0] == 0
+  loss = axes[0, 1]
+  assert loss.get_title() == "training loss (full)"
+  assert list(loss.get_lines()[0].get_ydata()) == pytest.approx(curves.smoothed([2.0, 1.0]))
+  assert axes[1, 0].get_title() == f"{TASK} (k=4)"
+  assert [line.get_label() for line in axes[1, 0].get_lines()] == ["mpt"]
+  assert axes[2, 0].get_title() == "teachers: training loss"
+  assert not axes[2, 1].axison  # distill has not logged yet

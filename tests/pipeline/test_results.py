@@ -76,7 +76,7 @@ def test_collect_pools_seeds_and_draws_per_method_and_setting(tmp_path):
   assert few["cells"]["average"]["std"] == 0.0
   single = rows[("prompt_tuning", "full")]
   assert single["n"] == 1
-  assert single["cells"][CLS] == {"mean": 90.0, "std": 0.0, "values": [90.0]}
+  assert single["cells"][CLS] == {"mean": 90.0, "std": None, "values": [90.0]}
   assert single["cells"]["average"]["mean"] == 55.0
 
 
@@ -122,28 +122,28 @@ def test_write_produces_the_markdown_csv_and_json_tables(tmp_path):
 
   std = 7.0710678118654755
   assert json.loads(root.results("json").read_text()) == {
-      "metric_split": "test", "columns": [RTE, "average"],
+      "metric_split": "test", "columns": [RTE, "average"], "metrics": {RTE: "accuracy"},
       "paper_mpt_t5_base": {RTE: 79.4},
       "rows": [
           {"method": "mpt", "setting": "full", "n": 2, "cells": {
               RTE: {"mean": 75.0, "std": pytest.approx(std), "values": [70.0, 80.0]},
               "average": {"mean": 75.0, "std": pytest.approx(std), "values": [70.0, 80.0]}}},
           {"method": "prompt_tuning", "setting": "full", "n": 1, "cells": {
-              RTE: {"mean": 60.5, "std": 0.0, "values": [60.5]},
-              "average": {"mean": 60.5, "std": 0.0, "values": [60.5]}}}]}
+              RTE: {"mean": 60.5, "std": None, "values": [60.5]},
+              "average": {"mean": 60.5, "std": None, "values": [60.5]}}}]}
   assert root.results("csv").read_text() == (
       "method,setting,n,mpt_glue_rte,mpt_glue_rte_std,average,average_std\n"
       "mpt,full,2,75.00,7.07,75.00,7.07\n"
-      "prompt_tuning,full,1,60.50,0.00,60.50,0.00\n")
+      "prompt_tuning,full,1,60.50,,60.50,\n")
   assert root.results("md").read_text() == (
-      "| method | setting | n | mpt_glue_rte | average |\n"
+      "| method | setting | n | mpt_glue_rte (accuracy) | average |\n"
       "|---|---|---|---|---|\n"
       "| mpt | full | 2 | 75.0 ± 7.1 | 75.0 ± 7.1 |\n"
-      "| prompt_tuning | full | 1 | 60.5 ± 0.0 | 60.5 ± 0.0 |\n"
+      "| prompt_tuning | full | 1 | 60.5 | 60.5 |\n"
       "| MPT (paper, T5-Base) | full | – | 79.4 | – |\n"
       "\n"
-      "Scores: each task's primary metric on the test split, mean ± std over seeds and "
-      "few-shot draws (n runs).\n")
+      "Scores: each task's metric (in its header) on the test split; with n > 1 runs "
+      "(seeds and few-shot draws) the mean ± std over them.\n")
 
 
 def test_the_markdown_has_no_paper_row_without_the_papers_tasks(tmp_path):
@@ -152,8 +152,17 @@ def test_the_markdown_has_no_paper_row_without_the_papers_tasks(tmp_path):
   _write_run(root, run, {f"{CLS}_k4_s0": {"accuracy": 12.34}})
   results.write(root, results.collect(root, [run], [CLS]))
   lines = root.results("md").read_text().splitlines()
-  assert lines[:3] == ["| method | setting | n | results_test_cls | average |",
+  assert lines[:3] == ["| method | setting | n | results_test_cls (accuracy) | average |",
                        "|---|---|---|---|---|",
-                       "| spot | k=4 | 1 | 12.3 ± 0.0 | 12.3 ± 0.0 |"]
+                       "| spot | k=4 | 1 | 12.3 | 12.3 |"]
   assert lines[3] == ""
-  assert root.results("csv").read_text().splitlines()[1] == "spot,k=4,1,12.34,0.00,12.34,0.00"
+  assert root.results("csv").read_text().splitlines()[1] == "spot,k=4,1,12.34,,12.34,"
+
+
+def test_a_column_without_a_primary_metric_says_it_reports_the_mean(tmp_path):
+  root = PipelineDir(tmp_path)
+  run = AdaptRun("mpt", FULL, 0)
+  _write_run(root, run, {GEN: {"em": 40.0, "f1": 60.0}})
+  results.write(root, results.collect(root, [run], [GEN]))
+  assert root.results("md").read_text().splitlines()[0] == (
+      f"| method | setting | n | {GEN} (mean of its metrics) | average |")

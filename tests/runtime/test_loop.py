@@ -1,6 +1,8 @@
 """The train step and loop: only the prompt is differentiated and optimised, and the
 loop stops on a non-finite loss naming the step and the last good checkpoint."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,8 +47,15 @@ def test_a_nan_loss_stops_training_naming_the_step_and_last_checkpoint(tmp_path,
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint_10"]
 
 
-def test_progress_reports_steps_and_tokens_per_second():
-  progress = loop.Progress(start_step=5, start_time=0.0, tokens=300)
-  steps_per_second, tokens_per_second = progress.rates(step=15)
-  assert steps_per_second * tokens_per_second > 0
+def test_progress_measures_from_the_end_of_the_first_step_which_compiles():
+  progress = loop.Progress()
+  progress.step_done(6, tokens=999, started=time.time() - 30)  # 30 s: compilation
+  assert progress.first_step_seconds >= 30
+  assert progress.rates(6) is None  # nothing measured yet
+  for step in range(7, 16):
+    progress.step_done(step, tokens=30, started=time.time())
+  steps_per_second, tokens_per_second = progress.rates(15)
+  # The first step's 999 tokens and 30 s count nowhere: 9 steps of 30 tokens since.
+  assert progress.tokens == 270
   assert tokens_per_second / steps_per_second == pytest.approx(30.0)
+  assert steps_per_second > 9 / 30

@@ -2,6 +2,9 @@
 the tiny teachers -> distill -> adapt gin files. t5x is not on PyPI; these tests run
 where it is installed from its repository and are skipped elsewhere."""
 
+import json
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +23,7 @@ from t5x import adafactor
 import mpt_jax
 from mpt_jax.backbone import t5x_checkpoint
 from mpt_jax.model import models
+from mpt_jax.prompts import factories
 from mpt_jax.prompts import modules as prompts
 from mpt_jax.t5x import models as t5x_wrapper
 from tests import helpers
@@ -78,17 +82,30 @@ def _prompt_params(checkpoint):
   return {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith("prompt/")}
 
 
-@pytest.mark.xdist_group("t5x")
-def test_t5x_train_runs_teachers_distill_adapt(tmp_path):
+@pytest.fixture(scope="module")
+def t5x_runs(tmp_path_factory):
+  """teachers -> distill -> adapt, 7 steps each, under `python -m t5x.train`."""
+  tmp_path = tmp_path_factory.mktemp("t5x_runs")
   backbone = mpt_jax.random_backbone(mpt_jax.named_config("t5_1_1_tiny", **helpers.TINY))
-  checkpoint = helpers.write_orbax(tmp_path / "backbone", backbone.params, step=1)
+  checkpoint = backbone.save_t5x(tmp_path / "backbone")
   runs = {name: tmp_path / name for name in ("teachers", "distill", "adapt")}
-  _t5x_train("teachers", runs["teachers"], checkpoint, "toy_mix")
-  _t5x_train("distill", runs["distill"], checkpoint, "toy_mix",
-             f"--gin.TEACHER_PROMPTS='{runs['teachers'] / 'prompts.safetensors'}'")
-  _t5x_train("adapt", runs["adapt"], checkpoint, "toy_targets",
-             f"--gin.SOURCE_PROMPTS='{runs['distill'] / 'prompts.safetensors'}'")
+  for stage, run in runs.items():
+    _t5x_train(stage, run, checkpoint, STAGE_MIXTURES[stage], *_stage_bindings(stage, runs))
+  return checkpoint, runs
 
+
+def _stage_bindings(stage, runs):
+  return {"teachers": [],
+          "distill": [f"--gin.TEACHER_PROMPTS='{runs['teachers'] / 'prompts.safetensors'}'"],
+          "adapt": [f"--gin.SOURCE_PROMPTS='{runs['distill'] / 'prompts.safetensors'}'"]}[stage]
+
+
+STAGE_MIXTURES = {"teachers": "toy_mix", "distill": "toy_mix", "adapt": "toy_targets"}
+
+
+@pytest.mark.xdist_group("t5x")
+def test_t5x_train_runs_teachers_distill_adapt(t5x_runs):
+  checkpoint, runs = t5x_runs
   for name, kind in (("teachers", "bank"), ("distill", "decomposed"), ("adapt", "decomposed")):
     run = runs[name]
     final = mpt_jax.load_prompts(run / "prompts.safetensors")
@@ -111,3 +128,54 @@ def test_t5x_train_runs_teachers_distill_adapt(tmp_path):
                                  distilled.arrays[name].mean(axis=0), rtol=1e-6)
   assert mpt_jax.load_prompts(runs["adapt"] / "prompts.safetensors").task_names == (
       "toy_first", "toy_vowel")
+
+
+@pytest.mark.xdist_group("t5x")
+@pytest.mark.parametrize("stage", ["teachers", "distill", "adapt"])
+def test_every_t5x_stage_resumes_its_prompt_under_orbax_checkpointing(t5x_runs, stage,
+                                                                        tmp_path):
+  checkpoint, runs = t5x_runs
+  run = tmp_path / stage
+  shutil.copytree(runs[stage], run)
+  # Two more steps at learning rate 0: a resumed prompt stays the step-7 one; one that a
+  # resume reinitialised (or failed to read) would not.
+  _t5x_train(stage, run, checkpoint, STAGE_MIXTURES[stage], *_stage_bindings(stage, runs),
+             "--gin.TRAIN_STEPS=9", "--gin.utils.create_learning_rate_scheduler."
+             "base_learning_rate=0.0")
+  resumed, saved, initial = (_prompt_params(run / f"checkpoint_{step}") for step in (9, 7, 1))
+  for name in saved:
+    np.testing.assert_allclose(resumed[name], saved[name], atol=1e-6, err_msg=name)
+  assert any(not np.allclose(resumed[name], initial[name]) for name in saved)
+
+
+@pytest.mark.xdist_group("t5x")
+def test_t5x_eval_runs_with_the_shipped_gin_on_a_stage_checkpoint(t5x_runs, tmp_path):
+  _, runs = t5x_runs
+  command = [sys.executable, "-m", "t5x.eval", "--gin_file=mpt_jax/t5x/gin/eval.gin",
+             "--gin_file=mpt_jax/t5x/gin/tiny.gin", "--gin.BASE_MIXTURE='toy_targets'",
+             "--gin.TASK_MODULES=['tests.toy_tasks']",
+             f"--gin.PROMPTS='{runs['adapt'] / 'prompts.safetensors'}'",
+             f"--gin.CHECKPOINT_PATH='{runs['adapt'] / 'checkpoint_7'}'",
+             f"--gin.EVAL_OUTPUT_DIR='{tmp_path}'",
+             "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
+             "--gin.utils.DatasetConfig.split='validation'",
+             "--gin.utils.DatasetConfig.batch_size=8"]
+  result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+  assert result.returncode == 0, result.stderr[-4000:]
+  for task_id, task in enumerate(("toy_first", "toy_vowel")):
+    stem = tmp_path / "inference_eval" / f"{task}_with_task_id_{task_id}"
+    metrics = [json.loads(line) for line in
+               pathlib.Path(f"{stem}-metrics.jsonl").read_text().splitlines()]
+    assert metrics and all(m["step"] == 7 and "accuracy" in m for m in metrics)
+    predictions = pathlib.Path(f"{stem}-000007.jsonl").read_text().splitlines()
+    assert len(predictions) == 16  # the toy tasks' validation split
+    assert all(json.loads(p)["input"]["task_ids"] == [task_id] for p in predictions)
+
+
+@pytest.mark.xdist_group("t5x")
+def test_a_saved_prompt_for_other_tasks_is_refused(t5x_runs):
+  _, runs = t5x_runs
+  with pytest.raises(ValueError, match=r"holds the prompts of tasks \['toy_first', "
+                                       r"'toy_vowel'\]; this run's tasks are \['toy_mix'\]"):
+    factories.saved_prompt(None, ["toy_mix"], path=runs["adapt"] / "prompts.safetensors")

@@ -100,6 +100,28 @@ def test_multi_optimizer_gives_the_factors_the_scaled_rate_and_the_shared_prompt
   np.testing.assert_allclose(got["task_cols"], at_scaled_rate["task_cols"], rtol=1e-6)
 
 
+def test_prompt_only_optimizer_keeps_a_scalar_state_for_frozen_parameters():
+  params, grads = _grads_and_params()
+  params["decoder"] = {"scale": jnp.ones((4,))}
+  grads["decoder"] = {"scale": jnp.ones((4,))}
+  only_prompt = mpt_optim.PromptOnlyOptimizer(
+      ((mpt_optim.prompt_traversal(), adafactor.Adafactor()),))
+  optimizer = only_prompt.create(params)
+  frozen_state = optimizer.state.param_states["decoder"]["scale"]
+  assert frozen_state.shape == () and float(frozen_state) == 0.0  # t5x's MultiOptimizer: None
+  stepped = optimizer.apply_gradient(grads, learning_rate=0.05)
+  np.testing.assert_array_equal(stepped.target["decoder"]["scale"], params["decoder"]["scale"])
+  assert stepped.state.param_states["decoder"]["scale"].shape == ()
+  expected = _step(adafactor.Adafactor(), {"prompt": params["prompt"]},
+                   {"prompt": grads["prompt"]}, learning_rate=0.05)
+  for name in params["prompt"]:
+    np.testing.assert_allclose(stepped.target["prompt"][name], expected["prompt"][name],
+                               rtol=1e-6)
+  axes = jax.tree.map(lambda _: jax.sharding.PartitionSpec(), params)
+  derived = only_prompt.derive_logical_axes(optimizer, axes)
+  assert derived.state.param_states["decoder"]["scale"] == jax.sharding.PartitionSpec()
+
+
 def test_logical_factor_rules_leave_every_prompt_axis_unfactored():
   rules = mpt_optim.logical_factor_rules()
   for axis in ("prompt", "tasks", "rank"):

@@ -4,6 +4,7 @@ The expectations below restate the paper's rules (PAPER.md, README.md) rather th
 reading them from the catalog's specs, so a spec that drifts from the documentation fails.
 """
 
+import contextlib
 import functools
 import itertools
 import string
@@ -20,10 +21,10 @@ from tasks import registry
 from tasks.catalog import formats
 from tasks.catalog import splits
 from tests import helpers
-from tests.helpers import as_text
-from tests.helpers import first_text
+from tests.mocked_catalog import as_text
+from tests.mocked_catalog import first_text
 from tests.helpers import SUFFIX
-from tests.helpers import trace
+from tests.mocked_catalog import trace
 
 # The paper's split rules, task by task. LARGE: the TFDS split that becomes `test`;
 # OWN: the TFDS splits that become train, validation, test.
@@ -53,6 +54,28 @@ METRIC_KEYS = {"mpt_glue_cola": {"matthews_corr"},
                "mpt_superglue_cb": {"macro_f1", "accuracy"},
                "mpt_superglue_multirc": {"f1a", "em"}, "mpt_record": {"f1", "em"},
                **{name: {"f1", "em"} for name in QA}}
+
+# Each task's prefix in ATTEMPT's style and in T5's (where it differs), and the tasks whose
+# targets stay answer letters in ATTEMPT's style (every other classification task's are
+# class ids there).
+ATTEMPT_NAMES = {
+    "mpt_glue_mnli": "mnli", "mpt_glue_qqp": "qqp", "mpt_glue_qnli": "qnli",
+    "mpt_glue_sst2": "sst2", "mpt_glue_stsb": "stsb", "mpt_glue_mrpc": "mrpc",
+    "mpt_glue_rte": "rte", "mpt_glue_cola": "cola", "mpt_superglue_boolq": "superglue-boolq",
+    "mpt_superglue_cb": "superglue-cb", "mpt_superglue_copa": "superglue-copa",
+    "mpt_superglue_multirc": "superglue-multirc", "mpt_superglue_rte": "superglue-rte",
+    "mpt_superglue_wic": "superglue-wic", "mpt_superglue_wsc": "superglue-wsc.fixed",
+    "mpt_record": "superglue-record", "mpt_squad": "squad", "mpt_mrqa_nq": "nq",
+    "mpt_mrqa_hotpotqa": "hotpotqa", "mpt_mrqa_searchqa": "searchqa",
+    "mpt_mrqa_newsqa": "newsqa", "mpt_winogrande": "winogrande", "mpt_yelp": "yelp_polarity",
+    "mpt_scitail": "scitail", "mpt_paws": "paws", "mpt_agnews": "ag_news",
+    "mpt_commonsense_qa": "commonsense_qa", "mpt_openbookqa": "openbookqa", "mpt_arc": "arc",
+    "mpt_anli": "anli"}
+T5_NAMES = {**ATTEMPT_NAMES, **{name: prefix.split("-")[1].split(".")[0]
+                                for name, prefix in ATTEMPT_NAMES.items()
+                                if prefix.startswith("superglue-")}}
+LETTERED = {"mpt_openbookqa", "mpt_arc"}
+STYLES = ("attempt", "t5")
 
 pytestmark = pytest.mark.usefixtures("byte_catalog", "mock_catalog_tfds")
 ALL_SPECS = tasks.catalog.SPECS
@@ -180,7 +203,16 @@ def test_yelp_keeps_100k_of_its_560k_training_examples():
   assert not set(train) & set(validation)
 
 
-def _expected(spec, origin, tfds_split, pos):
+@contextlib.contextmanager
+def text_style(style):
+  gin.bind_parameter("text_format.style", style)
+  try:
+    yield
+  finally:
+    gin.bind_parameter("text_format.style", "attempt")  # the default
+
+
+def _expected(spec, origin, tfds_split, pos, style):
   """(inputs, targets) the documented format gives the fake example at `pos`."""
   def text(path):
     return f"{origin} {tfds_split} {pos} {path}"
@@ -189,7 +221,8 @@ def _expected(spec, origin, tfds_split, pos):
       "choices": " ".join(f"{'ABCDE'[pos % 5]}: {text(f'choices.{j}/text')}" for j in (0, 1)),
   }
   fields = {f for _, f, _, _ in string.Formatter().parse(spec.template) if f}
-  inputs = spec.template.format_map({f: derived.get(f, text(f)) for f in fields})
+  prefix = (ATTEMPT_NAMES if style == "attempt" else T5_NAMES)[spec.name]
+  inputs = f"{prefix} " + spec.template.format_map({f: derived.get(f, text(f)) for f in fields})
   if spec.name in QA:
     targets = [text(QA[spec.name])]
   elif spec.name == "mpt_record":
@@ -199,28 +232,32 @@ def _expected(spec, origin, tfds_split, pos):
   elif spec.name == "mpt_glue_stsb":
     score = np.float32(pos * 37 % 500) / np.float32(100)
     targets = [f"{np.round(score * np.float32(5)) / 5:.1f}"]
+  elif style == "attempt" and spec.name not in LETTERED:
+    targets = [str(pos % len(spec.labels))]
   else:
     targets = [spec.labels[pos % len(spec.labels)]]
   return inputs, targets
 
 
 @functools.lru_cache(maxsize=None)
-def _task_examples(name, split):
+def _task_examples(name, split, style="attempt"):
   """A task's preprocessed split (read once per test module: the mock lives that long)."""
-  return read(seqio.get_mixture_or_task(name + SUFFIX), split)
+  with text_style(style):
+    return read(seqio.get_mixture_or_task(name + SUFFIX), split)
 
 
+@pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=SPEC_IDS)
-def test_format_and_tokenization(spec):
+def test_format_and_tokenization(spec, style):
   vocabulary = seqio.ByteVocabulary()
   for split in SPLITS:
-    examples = _task_examples(spec.name, split)
+    examples = _task_examples(spec.name, split, style)
     expected = []
     for ex in examples:
       origin, tfds_split, pos = trace(as_text(ex["inputs_pretokenized"]))
       expected.append((origin, tfds_split, pos))
     for key in sorted(set(expected)):
-      inputs, targets = _expected(spec, *key)
+      inputs, targets = _expected(spec, *key, style)
       got = [ex for ex, k in zip(examples, expected) if k == key]
       assert [as_text(ex["inputs_pretokenized"]) for ex in got] == [inputs] * len(targets)
       assert [as_text(ex["targets_pretokenized"]) for ex in got] == targets
@@ -265,10 +302,60 @@ def test_targets_round_trip_through_the_postprocessor_and_metric(spec):
     assert scores == pytest.approx(expected), (split, scores)
 
 
-def test_classification_tasks_register_their_labels():
-  for spec in ALL_SPECS:
-    for name in (spec.name, spec.name + SUFFIX):
-      assert registry.class_labels(name) == (tuple(spec.labels) if spec.labels else None)
+@pytest.mark.parametrize("style", STYLES)
+def test_classification_tasks_register_their_labels_in_the_current_style(style):
+  with text_style(style):
+    for spec in ALL_SPECS:
+      for name in (spec.name, spec.name + SUFFIX):
+        if spec.labels is None:
+          assert registry.class_labels(name) is None
+        elif style == "attempt" and spec.name not in LETTERED:
+          assert registry.class_labels(name) == tuple(str(i) for i in range(len(spec.labels)))
+        else:
+          assert registry.class_labels(name) == tuple(spec.labels)
+
+
+def test_an_unknown_text_style_is_refused_naming_the_choices():
+  with text_style("bart"):
+    with pytest.raises(ValueError, match="text_format.style is 'bart'; choose one of attempt, t5"):
+      _task_examples("mpt_glue_rte", "validation", "bart")
+
+
+def _marked(text, span1, index1, span2, index2):
+  example = {"text": tf.constant(text), "span1_text": tf.constant(span1),
+             "span1_index": tf.constant(index1, tf.int64), "span2_text": tf.constant(span2),
+             "span2_index": tf.constant(index2, tf.int64), "label": tf.constant(1, tf.int64)}
+  ds = formats.wsc(("False", "True"))("text: {text}")(tf.data.Dataset.from_tensors(example))
+  return next(ds.as_numpy_iterator())["inputs"].decode()
+
+
+def test_wsc_marks_the_noun_with_stars_and_the_pronoun_with_hashes():
+  text = "The city councilmen refused the demonstrators a permit because they feared violence."
+  assert _marked(text, "The city councilmen", 0, "they", 9) == (
+      "text: * The city councilmen * refused the demonstrators a permit because # they # "
+      "feared violence.")
+
+
+def test_wsc_marks_a_pronoun_before_the_noun_and_a_span_with_punctuation():
+  # Span 2 first: span 1's index is unchanged by it. The marks go around the span text
+  # only, so punctuation glued to the word stays outside, as in ATTEMPT.
+  text = "When he arrived, Mr. Smith (the mayor) spoke."
+  assert _marked(text, "Smith (the", 4, "he", 1) == (
+      "text: When # he # arrived, Mr. * Smith (the * mayor) spoke.")
+
+
+def test_multirc_drops_markup_from_its_texts():
+  example = {"question": tf.constant("Who <b>won</b>?"), "answer": tf.constant("Ann"),
+             "paragraph": tf.constant("Sent 1: Ann won.<br>Sent 2: <b>Bo</b> lost."),
+             "label": tf.constant(1, tf.int64),
+             "idx": {"paragraph": tf.constant(3), "question": tf.constant(4),
+                     "answer": tf.constant(5)}}
+  preprocess = formats.multirc(("False", "True"))(
+      "question: {question} answer: {answer} paragraph: {paragraph}")
+  got = next(preprocess(tf.data.Dataset.from_tensors(example)).as_numpy_iterator())
+  assert got["inputs"].decode() == (
+      "question: Who won? answer: Ann paragraph: Sent 1: Ann won. Sent 2: Bo lost.")
+  assert got["targets"].decode() == "1" and got["group"].decode() == "3-4"
 
 
 @pytest.mark.parametrize("mixture", sorted(tasks.catalog.mixtures.MIXTURES))
@@ -306,7 +393,8 @@ def test_the_documentation_lists_every_task_and_mixture():
                None)
     assert row, f"README.md has no table row for {spec.name}"
     assert all(f"`{name}`" in row for name in spec.tfds_names), row
-    assert f"`{spec.template}`" in row, row
+    assert (f"`{spec.template}`" in row or spec.name == "mpt_superglue_wsc"), row
+    assert f"`{ATTEMPT_NAMES[spec.name]}`" in row and f"`{T5_NAMES[spec.name]}`" in row, row
     assert f"**{spec.paper_metric}**" in row, row
   for mixture in tasks.catalog.mixtures.MIXTURES:
     assert f"| `{mixture}` |" in docs

@@ -7,10 +7,10 @@ import tensorflow as tf
 
 from tasks import few_shot
 from tasks import registry
-from tests.helpers import as_text
-from tests.helpers import first_text
+from tests.mocked_catalog import as_text
+from tests.mocked_catalog import first_text
 from tests.helpers import SUFFIX
-from tests.helpers import trace
+from tests.mocked_catalog import trace
 
 PARENT_SIZE = 100
 

@@ -57,12 +57,24 @@ def test_correlations_of_a_constant_prediction_are_zero():
 
 def test_f1_and_accuracy_match_sklearn():
   got = metrics.f1_and_accuracy(list(BINARY_TARGETS), list(BINARY_PREDICTIONS))
-  # An invalid prediction (-1) is not a positive one: for scikit-learn's binary F1 it
-  # is a 0; accuracy still counts it wrong.
-  as_binary = np.maximum(BINARY_PREDICTIONS, 0)
+  # An invalid prediction (-1) is wrong whatever the target, as T5's
+  # f1_score_with_invalid has it: for scikit-learn it becomes the other class.
+  as_binary = np.where(BINARY_PREDICTIONS < 0, 1 - BINARY_TARGETS, BINARY_PREDICTIONS)
   assert got["f1"] == pytest.approx(100 * skm.f1_score(BINARY_TARGETS, as_binary))
   assert got["accuracy"] == pytest.approx(
       100 * skm.accuracy_score(BINARY_TARGETS, BINARY_PREDICTIONS))
+
+
+def test_binary_f1_counts_an_invalid_prediction_as_wrong_worked_by_hand():
+  # Targets 1 1 0 0, predictions 1 -1 -1 0. T5 turns each invalid prediction into the
+  # other class: 1 0 1 0, so TP 1, FN 1, FP 1 and F1 = 2 / (2 + 1 + 1) = 50. Read as a
+  # negative, the invalid prediction on the negative would instead be right (F1 66.7).
+  got = metrics.f1_and_accuracy([1, 1, 0, 0], [1, -1, -1, 0])
+  assert got == {"f1": pytest.approx(50.0), "accuracy": pytest.approx(50.0)}
+
+
+def test_binary_f1_of_all_invalid_predictions_is_zero():
+  assert metrics.f1_and_accuracy([1, 0, 0], [-1, -1, -1])["f1"] == 0.0
 
 
 def test_macro_f1_matches_sklearn():
@@ -113,14 +125,15 @@ def test_squad_takes_the_best_answer_for_f1_and_em_separately():
 def test_multirc_worked_example():
   targets = [{"group": "q1", "label": 1}, {"group": "q1", "label": 0},
              {"group": "q2", "label": 1}, {"group": "q2", "label": 1},
-             {"group": "q3", "label": 0}]
+             {"group": "q3", "label": 0}, {"group": "q3", "label": 0}]
   predictions = [{"group": "q1", "label": 1}, {"group": "q1", "label": 0},
                  {"group": "q2", "label": 1}, {"group": "q2", "label": -1},
-                 {"group": "q3", "label": 1}]
-  # Over all 5 options: TP 2, FP 1 (q3), FN 1 (q2's invalid answer): F1a = 4 / 6.
+                 {"group": "q3", "label": 1}, {"group": "q3", "label": -1}]
+  # Over all 6 options: TP 2; FN 1 (q2's invalid answer on a positive); FP 2 (q3's 1,
+  # and q3's invalid answer on a negative, wrong as T5 counts it): F1a = 4 / 7.
   # Questions all right: q1 only, so EM = 1/3.
   got = metrics.multirc(targets, predictions)
-  assert got["f1a"] == pytest.approx(100 * 4 / 6)
+  assert got["f1a"] == pytest.approx(100 * 4 / 7)
   assert got["em"] == pytest.approx(100 / 3)
 
 

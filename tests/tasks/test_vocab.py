@@ -9,7 +9,8 @@ import sentencepiece as spm
 
 import tasks.catalog
 from tasks import vocab
-from tests.helpers import as_text
+from tests import helpers
+from tests.mocked_catalog import as_text
 
 BINDING = "default_vocabulary.sentencepiece_model_path"
 
@@ -22,11 +23,7 @@ def sentencepiece_model(tmp_path_factory):
             f"sentence2 {label} premise hypothesis"
             for split in ("train", "validation") for i in range(100)
             for label in ("entailment", "not_entailment")]
-  prefix = str(tmp_path_factory.mktemp("spm") / "tiny")
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(corpus), model_prefix=prefix, vocab_size=64, pad_id=0, eos_id=1,
-      unk_id=2, bos_id=-1, character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
-  return prefix + ".model"
+  return helpers.write_sentencepiece_model(tmp_path_factory.mktemp("spm"), corpus, 64)
 
 
 @pytest.fixture
