@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench fixtures clean
+.PHONY: test demo bench faults fixtures clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# A kill/corrupt/resume soak: 20 random faults on a tiny model (about 10 minutes here).
+faults: $(STAMP)
+	$(PY) benchmarks/faults.py
 
 # Regenerates tests/fixtures with PyTorch, transformers and PEFT (the `reference` extra).
 fixtures:

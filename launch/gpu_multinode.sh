@@ -16,6 +16,8 @@ Outside a SLURM job it submits a batch job with sbatch (log: --log-dir/JOB-ID.lo
 inside one (salloc, or a batch script of yours) it runs srun directly.
 The repository, its virtualenv and --model-dir must be on a filesystem every node
 sees (or --model-dir a gs:// path). Rerunning the same command resumes a run.
+A submitted job asks for SIGTERM 120 s before its time limit; the run then saves a
+checkpoint and exits with status 75, and the job requeues itself to resume.
 
 Example (the paper's teachers stage, T5-Base, 2 nodes of 8 GPUs):
   launch/gpu_multinode.sh --nodes 2 --gpus-per-node 8 --partition gpu --time 24:00:00 \\
@@ -101,17 +103,26 @@ if [[ -n ${SLURM_JOB_ID:-} ]]; then
   exit
 fi
 
+# SIGTERM before the time limit (and on preemption) makes the run save and exit 75;
+# the job then requeues itself and resumes from that checkpoint.
 DIRECTIVES=("--job-name=$JOB_NAME" "--nodes=$NODES" "--ntasks-per-node=$GPUS_PER_NODE"
-  --gpus-per-task=1 "--output=$LOG_DIR/%x-%j.log")
+  --gpus-per-task=1 "--output=$LOG_DIR/%x-%j.log" --signal=TERM@120 --requeue)
 [[ -z $PARTITION ]] || DIRECTIVES+=("--partition=$PARTITION")
 [[ -z $TIME_LIMIT ]] || DIRECTIVES+=("--time=$TIME_LIMIT")
 [[ -z $ACCOUNT ]] || DIRECTIVES+=("--account=$ACCOUNT")
+# shellcheck disable=SC2016  # $status and $SLURM_JOB_ID expand when the batch script runs
 SCRIPT=$(
   printf '#!/usr/bin/env bash\n'
   printf '#SBATCH %s\n' "${DIRECTIVES[@]}"
   printf 'set -euo pipefail\n'
   printf 'cd %s\n' "$(quote "$REPO")"
-  shell_join "${SRUN[@]}"
+  printf 'status=0\n'
+  printf '%s || status=$?\n' "$(shell_join "${SRUN[@]}")"
+  printf 'if ((status == 75)); then\n'
+  printf '  echo "Preempted: the run saved a checkpoint; requeueing job $SLURM_JOB_ID to resume." >&2\n'
+  printf '  scontrol requeue "$SLURM_JOB_ID"\n'
+  printf 'fi\n'
+  printf 'exit "$status"\n'
 )
 run mkdir -p "$LOG_DIR"
 if ((DRY_RUN)); then

@@ -176,4 +176,9 @@ fi
 build_python_args
 LOG=../logs/$(job_label)-$(date +%Y%m%d-%H%M%S).log
 RUN_COMMAND="set -o pipefail && cd mpt_jax/src && ../venv/bin/python $(shell_join "${PY_ARGS[@]}") 2>&1 | tee -a $LOG"
-run "${TPU[@]}" ssh "$NAME" "${WHERE[@]}" --worker=all "--command=$RUN_COMMAND"
+status=0
+run "${TPU[@]}" ssh "$NAME" "${WHERE[@]}" --worker=all "--command=$RUN_COMMAND" || status=$?
+if ((status == 75)); then
+  warn "the run was preempted (SIGTERM) and saved a checkpoint: relaunch the same command with --no-install to resume"
+fi
+exit "$status"

@@ -4,10 +4,12 @@ model, the multi-host flags) and the start-up: logging, jax.distributed, then gi
 with the run's task modules imported before gin parses.
 """
 
+import ctypes
 import importlib.resources
 import logging as std_logging
 import os
 import pathlib
+import signal
 import sys
 from typing import Sequence
 
@@ -39,6 +41,8 @@ flags.DEFINE_bool("multi_host", None, "Initialise jax.distributed from the envir
 # The gin macro naming the modules that register a run's tasks (t5x's
 # MIXTURE_OR_TASK_MODULE); they are imported before gin parses the run for real.
 TASK_MODULES_MACRO = "TASK_MODULES"
+# Set by the pipeline for its stage processes: the pid they must not outlive.
+PARENT_PID_ENV = "MPT_JAX_PARENT_PID"
 # The flags a command hands on to the processes it starts (the pipeline's stages).
 _STAGE_FLAGS = ("gin_search_paths", "tfds_data_dir", "sentencepiece_model",
                 "coordinator_address", "process_count", "process_index", "multi_host")
@@ -163,10 +167,23 @@ def stage_flags() -> list[str]:
   return forwarded
 
 
+def die_with_parent() -> None:
+  """In a process started by a pipeline: SIGTERM when the pipeline dies, even by SIGKILL
+  (Linux's parent-death signal), and an immediate exit if it is already gone."""
+  parent = os.environ.get(PARENT_PID_ENV)
+  if not parent or not sys.platform.startswith("linux"):
+    return
+  pr_set_pdeathsig = 1
+  ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+  if os.getppid() != int(parent):
+    raise SystemExit(f"The pipeline (pid {parent}) that started this stage is gone.")
+
+
 def start(argv: Sequence[str], distributed: bool = True) -> None:
   """What every command does before its job: logging, jax.distributed, gin."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {list(argv[1:])}; use --gin_bindings.")
+  die_with_parent()
   configure_logging()
   if distributed:
     initialize_distributed()

@@ -23,6 +23,7 @@ from mpt_jax.backbone.loading import Backbone
 from mpt_jax.backbone.loading import load_backbone
 from mpt_jax.prompts import factories
 from mpt_jax.prompts import modules as prompt_modules
+from mpt_jax.prompts.loading import check_backbone
 from mpt_jax.prompts.loading import load_prompts
 from mpt_jax.prompts.prompt_set import PromptSet
 from mpt_jax.runtime import data_checks
@@ -61,6 +62,8 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   for split in splits:  # every prompt's data, before the backbone loads
     data_checks.check_tasks(list(tasks), split, task_feature_lengths)
   loaded = backbone if isinstance(backbone, Backbone) else load_backbone(backbone)
+  for (path, _), prompt_set in zip(runs, prompt_sets):
+    check_backbone(prompt_set, path, loaded)
   partitioner = partitioner or Partitioner()
   placed = setup_lib.place_backbone(loaded, partitioner)  # once for all the prompts
   summaries = []

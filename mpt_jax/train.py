@@ -12,6 +12,8 @@ latest complete checkpoint in MODEL_DIR. Any `train(...)` argument can be bound
 
 import dataclasses
 import json
+import logging
+import sys
 from typing import Callable, Optional, Union
 
 from absl import flags
@@ -27,6 +29,8 @@ from mpt_jax.prompts.prompt_set import PromptSet
 from mpt_jax.runtime import data_checks
 from mpt_jax.runtime import inputs
 from mpt_jax.runtime import optimizers
+from mpt_jax.runtime import preemption
+from mpt_jax.runtime import run_lock
 from mpt_jax.runtime import setup as setup_lib
 from mpt_jax.runtime.best_prompt import DevEvaluation
 from mpt_jax.runtime.configs import CheckpointConfig
@@ -96,28 +100,34 @@ def train(model_dir: str = gin.REQUIRED, *, backbone: Union[str, Backbone] = gin
                                   data.batch_size) if evaluation.period else None)
   loop = TrainLoop(setup, optimizer or optimizers.make_optimizer(), model_dir,
                    checkpointing, seed)
-  position = loop.start()  # a checkpoint of another run is refused before any write
-  if jax.process_index() == 0:
-    model_dir.path.mkdir(parents=True, exist_ok=True)
-    model_dir.config_gin.write_text(gin.config_str())
-    model_dir.tasks_json.write_text(json.dumps(setup.run_facts, indent=2))
-  rates = inputs.mixing_rates(task_names, data.mixture_or_task_name, data.examples_cap,
-                              "train")
-  batches = inputs.MixedBatches(
-      task_names, rates, data.task_feature_lengths, data.batch_size, seed=seed,
-      stochastic_task_sampling=data.stochastic_task_sampling,
-      max_tasks_per_batch=data.max_tasks_per_batch, num_input_shards=num_input_shards,
-      local_shards=_local_shards(num_input_shards), position=position)
-  metrics, final = loop.run(batches, train_steps, log_period, dev_evaluation)
-  loop.close()
-  if dev_evaluation:
-    dev_evaluation.close()
+  try:
+    with run_lock.held(model_dir.path):
+      position = loop.start()  # a checkpoint of another run is refused before any write
+      if jax.process_index() == 0:
+        model_dir.config_gin.write_text(gin.config_str())
+        model_dir.tasks_json.write_text(json.dumps(setup.run_facts, indent=2))
+      rates = inputs.mixing_rates(task_names, data.mixture_or_task_name, data.examples_cap,
+                                  "train")
+      batches = inputs.MixedBatches(
+          task_names, rates, data.task_feature_lengths, data.batch_size, seed=seed,
+          stochastic_task_sampling=data.stochastic_task_sampling,
+          max_tasks_per_batch=data.max_tasks_per_batch, num_input_shards=num_input_shards,
+          local_shards=_local_shards(num_input_shards), position=position)
+      metrics, final = loop.run(batches, train_steps, log_period, dev_evaluation)
+  finally:
+    loop.close()
+    if dev_evaluation:
+      dev_evaluation.close()
   return TrainResult(metrics, final, setup)
 
 
 def main(argv):
   cli.start(argv)
-  train()
+  try:
+    train()
+  except preemption.Preempted as e:
+    logging.warning("%s", e)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,13 @@ def logged(model_dir, name="train"):
   return [json.loads(line) for line in lines]
 
 
+def last_logged_step(model_dir) -> int:
+  """The last step a running run's train.jsonl has a whole line for; 0 before any."""
+  path = pathlib.Path(model_dir) / "train.jsonl"
+  whole = path.read_text().split("\n")[:-1] if path.exists() else []
+  return json.loads(whole[-1])["step"] if whole else 0
+
+
 # --- checkpoints in t5x's layouts ------------------------------------------------------
 def _zarr_spec(relative: str, shape) -> dict:
   return {"driver": "zarr", "dtype": "float32",

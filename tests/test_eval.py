@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mpt_jax import eval as eval_lib
+from mpt_jax.prompts.loading import BackboneMismatchError
 from mpt_jax.runtime.configs import EvalConfig
 from tests import helpers
 
@@ -47,6 +48,15 @@ def test_several_runs_are_evaluated_into_each_runs_eval_folder(trained, tiny_bac
   with pytest.raises(ValueError, match="leave MODEL_DIR unset"):
     eval_lib.evaluate(str(tmp_path), prompts=[str(second)], backbone=str(tiny_backbone_dir),
                       task_feature_lengths=LENGTHS)
+
+
+def test_prompts_of_another_backbone_are_refused_before_any_scoring(trained, tmp_path):
+  model_dir, _ = trained
+  other = helpers.write_tiny_backbone(tmp_path / "other", seed=1)
+  with pytest.raises(BackboneMismatchError, match=r"best/prompts.safetensors were trained on"):
+    eval_lib.evaluate(str(tmp_path / "eval"), prompts=str(model_dir), backbone=str(other),
+                      task_feature_lengths=LENGTHS, splits=("validation",))
+  assert not (tmp_path / "eval").exists()
 
 
 def test_missing_prompts_are_named(tmp_path, tiny_backbone_dir):

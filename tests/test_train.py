@@ -1,8 +1,9 @@
 """`train()` on one device: the loss falls, the backbone stays frozen, the run's files,
-evaluation with the best prompt kept, resuming, and the failures it reports before
-touching MODEL_DIR."""
+evaluation with the best prompt kept, resuming (past a damaged checkpoint too), and the
+failures it reports before touching MODEL_DIR."""
 
 import json
+import shutil
 
 import gin
 import numpy as np
@@ -10,8 +11,11 @@ import pytest
 
 import mpt_jax
 from mpt_jax import train as train_lib
+from mpt_jax.prompts import factories
+from mpt_jax.prompts.loading import BackboneMismatchError
 from mpt_jax.runtime import checkpoints
 from mpt_jax.runtime import optimizers
+from tests import faults
 from tests import helpers
 
 
@@ -122,3 +126,45 @@ def test_the_setting_groups_come_from_gin(tmp_path, tiny_backbone_dir):
     gin.clear_config()
   assert result.setup.task_names == ["toy_first", "toy_vowel"]
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint_4"]
+
+
+@pytest.fixture(name="twenty_steps", scope="module")
+def run_of_twenty_steps(tmp_path_factory, tiny_backbone_dir):
+  """A toy run stopped after 20 steps (checkpoints 10 and 20), and the final prompt of
+  the same run trained straight to 30."""
+  stopped = tmp_path_factory.mktemp("stopped") / "run"
+  helpers.train_toy(stopped, tiny_backbone_dir, train_steps=20)
+  straight = helpers.train_toy(tmp_path_factory.mktemp("straight") / "run", tiny_backbone_dir,
+                               train_steps=30)
+  return stopped, straight.prompts
+
+
+@pytest.mark.parametrize("how", faults.CORRUPTIONS)
+def test_a_damaged_latest_checkpoint_costs_one_period_and_nothing_else(tmp_path, how,
+                                                                      twenty_steps,
+                                                                      tiny_backbone_dir):
+  stopped, straight = twenty_steps
+  run = tmp_path / "run"
+  shutil.copytree(stopped, run)
+  faults.corrupt(run / "checkpoints" / "checkpoint_20", how)
+  helpers.train_toy(run, tiny_backbone_dir, train_steps=30)
+  steps = [row["step"] for row in helpers.logged(run)]
+  assert steps == list(range(1, 21)) + list(range(11, 31))  # 11..20 again, from step 10
+  np.testing.assert_array_equal(mpt_jax.load_prompts(run / "prompts.safetensors").merged(),
+                                straight.merged())
+  assert [p.name.split(".")[0] for p in (run / "checkpoints_corrupt").iterdir()
+          if p.is_dir()] == ["checkpoint_20"]
+
+
+def test_a_prompt_trained_on_another_backbone_is_refused_as_a_start(tmp_path, toy_run,
+                                                                    tiny_backbone_dir):
+  model_dir, _ = toy_run
+  other = helpers.write_tiny_backbone(tmp_path / "other", seed=1)
+  saved = model_dir / "prompts.safetensors"
+  spot = lambda backbone, names: factories.prompt_bank(backbone, names, length=4, init="file",
+                                                       init_prompts=str(saved))
+  with pytest.raises(BackboneMismatchError, match=rf"{saved} were trained on backbone "
+                                                  rf"'{tiny_backbone_dir}'"):
+    helpers.train_toy(tmp_path / "spot", other, prompt=spot, train_steps=2)
+  assert not (tmp_path / "spot").exists()
+  helpers.train_toy(tmp_path / "spot", tiny_backbone_dir, prompt=spot, train_steps=2)

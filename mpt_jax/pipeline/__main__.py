@@ -11,6 +11,7 @@ skips finished stages and resumes an interrupted one. The pipeline ends by writi
 ROOT_DIR/results.{md,csv,json} and ROOT_DIR/curves.png (layout: `run_dirs`).
 """
 
+import sys
 import time
 from typing import Mapping, Optional, Sequence
 
@@ -26,6 +27,8 @@ from mpt_jax.pipeline import results
 from mpt_jax.pipeline import run_dirs
 from mpt_jax.pipeline.stages import binding
 from mpt_jax.pipeline.stages import StageLauncher
+from mpt_jax.pipeline.stages import StagePreemptedError
+from mpt_jax.runtime import preemption
 from tasks import registry
 
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags
@@ -156,7 +159,11 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, source_mixture: str = gin.REQU
 def main(argv):
   cli.start(argv, distributed=False)
   start = time.time()
-  root = run_pipeline(stage_flags=cli.stage_flags(), write_results=cli.is_lead_process())
+  try:
+    root = run_pipeline(stage_flags=cli.stage_flags(), write_results=cli.is_lead_process())
+  except StagePreemptedError as e:
+    logging.warning("%s", e)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
   if root.results("md").exists():
     print(root.results("md").read_text())
   logging.info("Pipeline finished in %.1f minutes; results, curves.png and every run are "

@@ -3,15 +3,24 @@ mpt_jax.train`, `mpt_jax.eval`, ...) given the stage's gin files, the pipeline's
 shared gin files and bindings, and the pipeline's data and multi-host flags. A stage
 whose output exists is skipped; an interrupted one resumes, because rerunning a
 training command resumes it.
+
+A stage never outlives the pipeline: it gets SIGTERM when the pipeline process dies,
+however it dies (`cli.PARENT_PID_ENV`), and a SIGTERM to the pipeline is passed on.
+Either way a training stage saves a checkpoint and exits with the preempted status,
+which the pipeline reports with the same status, so a rerun never races an orphan.
 """
 
 import logging
 import os
+import signal
 import subprocess
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 from etils import epath
+
+from mpt_jax import cli
+from mpt_jax.runtime import preemption
 
 
 def binding(name: str, value) -> str:
@@ -23,6 +32,10 @@ class StageFailedError(RuntimeError):
   """A stage process failed or ended without its output."""
 
 
+class StagePreemptedError(RuntimeError):
+  """A stage stopped on SIGTERM after saving a checkpoint; rerunning resumes it."""
+
+
 class StageLauncher:
   """Runs stage processes with the pipeline's gin files, bindings, flags and cache."""
 
@@ -32,7 +45,10 @@ class StageLauncher:
     self.bindings = list(bindings)
     self.stage_flags = list(stage_flags)
     # Identical programs (same shapes, same prompt kind) compile once for all stages.
-    self.env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache)}
+    self.env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compilation_cache),
+                cli.PARENT_PID_ENV: str(os.getpid())}
+    self._stage: Optional[subprocess.Popen] = None
+    self._terminated = False  # the pipeline itself got SIGTERM
 
   def command(self, module: str, gin_files: Sequence[str], bindings: Sequence[str],
               shared: bool = True) -> list[str]:
@@ -48,10 +64,27 @@ class StageLauncher:
       logging.info("[%s] already complete (%s); skipping", name, done)
       return False
     logging.info("[%s] starting: %s", name, " ".join(command[2:]))
-    completed = subprocess.run(list(command), env=self.env, check=False)
-    if completed.returncode != 0 or not done.exists():
+    previous = signal.signal(signal.SIGTERM, self._pass_on_sigterm)
+    try:
+      self._stage = subprocess.Popen(list(command), env=self.env)
+      returncode = self._stage.wait()
+    finally:
+      self._stage = None
+      signal.signal(signal.SIGTERM, previous)
+    if returncode == preemption.PREEMPTED_EXIT_CODE or self._terminated:
+      raise StagePreemptedError(
+          f"Stage {name} was stopped by SIGTERM (a training stage saves a checkpoint "
+          f"first; its output is in {done.parent}). Rerun the same command to resume: "
+          "finished stages are skipped, this one resumes.")
+    if returncode != 0 or not done.exists():
       raise StageFailedError(
-          f"Stage {name} failed (exit code {completed.returncode}); its output is in "
+          f"Stage {name} failed (exit code {returncode}); its output is in "
           f"{done.parent}. Fix the cause and rerun the same command: finished stages are "
           "skipped, this one resumes.")
     return True
+
+  def _pass_on_sigterm(self, signum, frame) -> None:
+    del frame
+    self._terminated = True
+    if self._stage is not None:
+      self._stage.send_signal(signum)

@@ -15,6 +15,7 @@ import numpy as np
 
 from mpt_jax.prompts import initializers
 from mpt_jax.prompts import modules as prompt_modules
+from mpt_jax.prompts.loading import load_prompts_for
 from mpt_jax.prompts.prompt_set import PromptSet
 from tasks import few_shot
 from tasks import registry
@@ -42,7 +43,7 @@ def _initializer(kind: str, backbone, task_names, first_n: int, path, task):
   if kind == "file":
     if path is None:
       raise ValueError("init='file' needs init_prompts, the prompt file to start from.")
-    return initializers.from_prompt_file(path, task)
+    return initializers.from_prompt_file(load_prompts_for(path, backbone), task, path)
   raise ValueError(f"Unknown prompt init {kind!r}: uniform, sampled_vocab, class_labels "
                    "or file.")
 
@@ -72,7 +73,7 @@ def prompt_bank(backbone, task_names, *, length: int = 100, init: str = "sampled
   if init == "file":
     if init_prompts is None:
       raise ValueError("prompt_bank init='file' needs init_prompts, a prompt file.")
-    saved = PromptSet.load(init_prompts)
+    saved = load_prompts_for(init_prompts, backbone)
     sources = [_source_task(name, source_tasks, saved) for name in task_names]
     bank = np.stack([saved.prompt(source) for source in sources])
     return prompt_modules.PromptBank(len(task_names), length, d,
@@ -111,8 +112,9 @@ def decomposed_prompt(backbone, task_names, *, length: int = 100, rank: int = 1,
   one job); by default the tasks share P* (multi-target MPT*)."""
   num_tasks, d = len(task_names), backbone.config.d_model
   if source is not None:
-    inits = initializers.from_source(source, num_tasks, shared_per_task)
-    rank = PromptSet.load(source).rank
+    saved = load_prompts_for(source, backbone)
+    inits = initializers.from_source(saved, num_tasks, shared_per_task, source)
+    rank = saved.rank
   else:
     if factor_init not in _FACTOR_INITS:
       raise ValueError(f"Unknown factor_init {factor_init!r}: {sorted(_FACTOR_INITS)}.")
@@ -123,9 +125,10 @@ def decomposed_prompt(backbone, task_names, *, length: int = 100, rank: int = 1,
                                   shared_per_task=shared_per_task)
 
 
-def teacher_bank(path, task_names: Sequence[str]):
-  """A frozen prompt bank holding a teacher run's prompts, reordered to `task_names`."""
-  teachers = PromptSet.load(path)
+def teacher_bank(path, task_names: Sequence[str], backbone=None):
+  """A frozen prompt bank holding a teacher run's prompts, reordered to `task_names`;
+  refused if they belong to another backbone than `backbone` (when given)."""
+  teachers = load_prompts_for(path, backbone) if backbone else PromptSet.load(path)
   missing = [name for name in task_names if name not in teachers.task_names]
   if missing:
     raise ValueError(f"The teacher prompts in {path} have no prompt for {missing}; they "

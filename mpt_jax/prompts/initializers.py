@@ -67,21 +67,20 @@ def from_array(array: np.ndarray, what: str = "array"):
   return init
 
 
-def from_prompt_file(path, task=None):
+def from_prompt_file(prompts: PromptSet, task=None, path="the prompt file"):
   """A saved task's merged prompt [l, d] (SPoT-style transfer from one teacher)."""
-  prompts = PromptSet.load(path) if not isinstance(path, PromptSet) else path
   task = prompts.task_names[0] if task is None else task
   return from_array(prompts.prompt(task), f"prompt of {task!r} from {path}")
 
 
-def from_source(path, num_tasks: int, shared_per_task: bool = False) -> dict:
+def from_source(source: PromptSet, num_tasks: int, shared_per_task: bool = False,
+                path="the source prompt file") -> dict:
   """MPT's target initialisation: P* and the mean of U and V over the source tasks.
 
   Returns the `shared_init`, `cols_init` and `rows_init` arguments of
   `DecomposedPrompt`, each of the `num_tasks` target tasks starting at the mean
   (and, with `shared_per_task`, at its own copy of P*).
   """
-  source = PromptSet.load(path) if not isinstance(path, PromptSet) else path
   if source.kind != "decomposed" or source.shared_per_task:
     raise ValueError(f"{path} holds a {source.kind} prompt without one shared P*; "
                      "initialising from source needs a distillation run's prompt.")

@@ -1,8 +1,17 @@
-"""Prompts from wherever a user has them: our prompt file or a PEFT adapter directory."""
+"""Prompts from wherever a user has them (our prompt file or a PEFT adapter directory),
+and the check that they were trained on the backbone they are about to be used with."""
+
+import logging
+
+import gin
 
 from mpt_jax import paths
 from mpt_jax.prompts import peft
 from mpt_jax.prompts.prompt_set import PromptSet
+
+
+class BackboneMismatchError(ValueError):
+  """A prompt file records another backbone than the one in use."""
 
 
 def load_prompts(path) -> PromptSet:
@@ -14,3 +23,35 @@ def load_prompts(path) -> PromptSet:
     raise FileNotFoundError(f"{path} is a directory without {peft.CONFIG_FILE}; "
                             "pass a prompt file or a PEFT adapter directory.")
   return PromptSet.load(path)
+
+
+@gin.configurable
+def check_backbone(prompt_set: PromptSet, path, backbone, *,
+                   allow_other_backbone: bool = False) -> None:
+  """Refuses prompts trained on another backbone: prompt vectors live in their
+  backbone's embedding space, and on another model they run without error but mean
+  nothing. A file without a fingerprint (a PEFT adapter) is checked by width alone.
+  `allow_other_backbone` turns the refusal into a warning (e.g. a fine-tuned copy)."""
+  if prompt_set.embed_dim != backbone.config.d_model:
+    raise BackboneMismatchError(
+        f"The prompts in {path} are {prompt_set.embed_dim} wide, but the backbone "
+        f"{backbone.source!r} has d_model {backbone.config.d_model}: they were trained on "
+        "another model size. Use the backbone they were trained on.")
+  recorded = prompt_set.metadata.get("backbone_fingerprint")
+  if recorded is None or recorded == backbone.fingerprint:
+    return
+  message = (f"The prompts in {path} were trained on backbone "
+             f"{prompt_set.metadata.get('backbone')!r} (fingerprint {recorded}), but this "
+             f"run uses {backbone.source!r} (fingerprint {backbone.fingerprint}).")
+  if not allow_other_backbone:
+    raise BackboneMismatchError(
+        f"{message} Use the backbone they were trained on, or bind "
+        "check_backbone.allow_other_backbone = True to use them anyway.")
+  logging.warning("%s Using them anyway (check_backbone.allow_other_backbone).", message)
+
+
+def load_prompts_for(path, backbone) -> PromptSet:
+  """`load_prompts(path)`, refused if they belong to another backbone than `backbone`."""
+  prompt_set = load_prompts(path)
+  check_backbone(prompt_set, path, backbone)
+  return prompt_set

@@ -2,14 +2,18 @@
 
 A `.safetensors` file keeps its facts in the header metadata; a `.npz` file keeps them
 as a JSON string under the key `__metadata__`. Either way it records the kind of
-prompt, the task names in task-id order, l, d, r, the backbone's config and, where
-known, the backbone's fingerprint and the training step. Never a pickle.
+prompt, the task names in task-id order, l, d, r, the backbone's config, the SHA-256
+of its arrays and, where known, the backbone's fingerprint and the training step.
+Never a pickle. A file that is damaged, fails its checksum or holds NaN or inf is
+refused with its name and the tensor at fault, and no non-finite prompt is ever saved.
 """
 
 import dataclasses
 import difflib
+import hashlib
 import io
 import json
+import zipfile
 from typing import Any, Optional, Union
 
 from etils import epath
@@ -28,6 +32,26 @@ KINDS = {
     "bank": ("prompts",),
     "decomposed": (prompt_modules.SHARED, prompt_modules.TASK_COLS, prompt_modules.TASK_ROWS),
 }
+
+
+class PromptFileError(ValueError):
+  """A prompt file cannot be used: unreadable, damaged, or of the wrong kind or shape."""
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+  """SHA-256 over every array's name, shape, dtype and bytes."""
+  digest = hashlib.sha256()
+  for name in sorted(arrays):
+    value = np.ascontiguousarray(arrays[name])
+    digest.update(f"{name}{value.shape}{value.dtype}".encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()
+
+
+def non_finite_arrays(arrays: dict[str, np.ndarray]) -> list[str]:
+  """'name (n of m values)' for each array holding NaN or inf."""
+  return [f"{name} ({int((~np.isfinite(value)).sum())} of {value.size} values)"
+          for name, value in sorted(arrays.items()) if not np.isfinite(value).all()]
 
 
 def _close_matches(name: str, known) -> str:
@@ -58,7 +82,7 @@ class PromptSet:
     if set(self.arrays) != set(names):
       raise ValueError(f"A {self.kind} prompt needs exactly the arrays {list(names)}, "
                        f"got {sorted(self.arrays)}.")
-    self.arrays = {k: np.asarray(v, dtype=np.float32) for k, v in self.arrays.items()}
+    self.arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.arrays.items()}
     self.task_names = tuple(self.task_names)
     self._check_shapes()
 
@@ -141,11 +165,16 @@ class PromptSet:
   def _header(self) -> dict[str, Any]:
     return {"format": FORMAT, "kind": self.kind, "task_names": list(self.task_names),
             "length": self.length, "embed_dim": self.embed_dim, "rank": self.rank,
-            "backbone_config": self.backbone_config, "metadata": self.metadata}
+            "backbone_config": self.backbone_config, "metadata": self.metadata,
+            "sha256": arrays_digest(self.arrays)}
 
   def save(self, path) -> epath.Path:
     """Writes `.safetensors` or `.npz` (by suffix) atomically, locally or on gs://."""
     path = paths.as_path(path)
+    bad = non_finite_arrays(self.arrays)
+    if bad:
+      raise ValueError(f"Refusing to save prompts with NaN or inf to {path}: "
+                       f"{', '.join(bad)}.")
     header = json.dumps(self._header())
     if path.suffix == ".safetensors":
       write = lambda local: safetensors.numpy.save_file(self.arrays, local,
@@ -159,27 +188,49 @@ class PromptSet:
 
   @classmethod
   def load(cls, path) -> "PromptSet":
+    """Reads a prompt file, refusing one that is damaged, fails its checksum or holds
+    NaN or inf; every error names the file."""
     path = paths.as_path(path)
     if not path.is_file():
       raise FileNotFoundError(f"Prompt file {path} does not exist.")
-    if path.suffix == ".safetensors":
-      with paths.local_copy(path) as local:
-        with safetensors.safe_open(local, framework="numpy") as f:
-          header = (f.metadata() or {}).get("mpt_jax")
-          arrays = {k: f.get_tensor(k) for k in f.keys()}
-    elif path.suffix == ".npz":
-      with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-      header = arrays.pop(_METADATA_KEY, None)
-      header = None if header is None else str(header)
-    else:
-      raise ValueError(f"{path}: a prompt file ends in .safetensors or .npz.")
+    if path.suffix not in (".safetensors", ".npz"):
+      raise PromptFileError(f"{path}: a prompt file ends in .safetensors or .npz.")
+    try:
+      arrays, header = _read(path)
+    except (OSError, ValueError, zipfile.BadZipFile, safetensors.SafetensorError) as e:
+      raise PromptFileError(f"Prompt file {path} cannot be read ({type(e).__name__}: {e}); "
+                            "it may be truncated or damaged. Copy it again, or use an "
+                            "earlier prompts/step_N.safetensors of its run.") from e
     if header is None:
-      raise ValueError(f"{path} is not an mpt_jax prompt file (no metadata). For a PEFT "
-                       "adapter pass its directory to load_prompts.")
+      raise PromptFileError(f"{path} is not an mpt_jax prompt file (no metadata). For a "
+                            "PEFT adapter pass its directory to load_prompts.")
     facts = json.loads(header)
     if facts.get("format") != FORMAT:
-      raise ValueError(f"{path} has format {facts.get('format')!r}; expected {FORMAT}.")
-    return cls(kind=facts["kind"], arrays=arrays, task_names=facts["task_names"],
-               backbone_config=facts.get("backbone_config"),
-               metadata=facts.get("metadata") or {})
+      raise PromptFileError(f"{path} has format {facts.get('format')!r}; expected {FORMAT}.")
+    if "sha256" in facts and arrays_digest(arrays) != facts["sha256"]:
+      raise PromptFileError(f"Prompt file {path} is damaged: its arrays differ from the "
+                            "SHA-256 recorded when it was saved. Copy it again, or use an "
+                            "earlier prompts/step_N.safetensors of its run.")
+    bad = non_finite_arrays(arrays)
+    if bad:
+      raise PromptFileError(f"Prompt file {path} holds NaN or inf in {', '.join(bad)}: it "
+                            "comes from a run that diverged. Use an earlier "
+                            "prompts/step_N.safetensors of that run.")
+    try:
+      return cls(kind=facts["kind"], arrays=arrays, task_names=facts["task_names"],
+                 backbone_config=facts.get("backbone_config"),
+                 metadata=facts.get("metadata") or {})
+    except ValueError as e:
+      raise PromptFileError(f"Prompt file {path}: {e}") from e
+
+
+def _read(path: epath.Path) -> tuple[dict[str, np.ndarray], Optional[str]]:
+  """(arrays, the JSON header or None) of a .safetensors or .npz prompt file."""
+  if path.suffix == ".safetensors":
+    with paths.local_copy(path) as local:
+      with safetensors.safe_open(local, framework="numpy") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {}).get("mpt_jax")
+  with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as data:
+    arrays = {k: data[k] for k in data.files}
+  header = arrays.pop(_METADATA_KEY, None)
+  return arrays, None if header is None else str(header)

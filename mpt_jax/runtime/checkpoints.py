@@ -1,76 +1,184 @@
 """Run checkpoints with orbax: the trainable state and the data position, never the
 backbone, which is referenced by path and fingerprint instead.
 
-`MODEL_DIR/checkpoints/checkpoint_N/` holds three items: `state` (prompt parameters,
-optimizer state, step, RNG), `data` (the input position, JSON) and `run` (backbone
-path and fingerprint, task list, JSON). Orbax only lists a step once all of it is
-committed, so a killed run resumes from the latest complete checkpoint.
+`MODEL_DIR/checkpoints/checkpoint_N/` holds four items: `state` (prompt parameters,
+optimizer state, step, RNG), `data` (the input position, JSON), `run` (backbone
+path and fingerprint, task list, JSON) and `integrity` (the SHA-256 of the other three
+as saved, and the state's tree of shapes and dtypes). Orbax lists a step once it is
+written and marks it with `commit_success.txt`. A restore reads the newest step and
+verifies it; one that is uncommitted, unreadable or fails its checksums is moved to
+`MODEL_DIR/checkpoints_corrupt/` (never deleted) and the next older one is tried, so a
+damaged disk or an interrupted copy costs one checkpoint period, not the run.
 """
 
+import hashlib
+import json
+import logging
+import time
 from typing import Any, Optional
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
 from mpt_jax import paths
 
-STATE, DATA, RUN = "state", "data", "run"
+STATE, DATA, RUN, INTEGRITY = "state", "data", "run", "integrity"
+COMMIT_MARKER = "commit_success.txt"  # orbax writes it last, on every filesystem
 
 
 class RunMismatchError(ValueError):
-  """Resuming would mix two different runs (another backbone or task list)."""
+  """Resuming would mix two different runs (another backbone, task list or state)."""
+
+
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint cannot be trusted: not committed, unreadable, or its checksums fail."""
+
+
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def _json_digest(value: dict) -> str:
+  return _sha256(json.dumps(value, sort_keys=True).encode())
+
+
+def state_layout(state: Any) -> list[list]:
+  """[[path, shape, dtype], ...] of a state tree (arrays or ShapeDtypeStructs)."""
+  return [[jax.tree_util.keystr(path), list(np.shape(leaf)), str(np.dtype(leaf.dtype))]
+          for path, leaf in jax.tree_util.tree_leaves_with_path(state)]
+
+
+def state_digest(state: Any) -> str:
+  """SHA-256 over every leaf's path, shape, dtype and bytes."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    leaf = np.asarray(leaf)
+    digest.update(f"{jax.tree_util.keystr(path)}{leaf.shape}{leaf.dtype}".encode())
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def integrity_record(state: Any, data_position: dict, run: dict) -> dict:
+  return {"state_sha256": state_digest(state), "data_sha256": _json_digest(data_position),
+          "run_sha256": _json_digest(run), "state_layout": state_layout(state)}
 
 
 class RunCheckpoints:
-  """Saves and restores a run's latest checkpoints (keeping `keep` of them)."""
+  """Saves a run's checkpoints (keeping `keep` of them) and restores the newest good one."""
 
   def __init__(self, directory, keep: Optional[int] = 3):
     self.directory = paths.as_path(directory)
+    self.quarantine = self.directory.parent / f"{self.directory.name}_corrupt"
     self.manager = ocp.CheckpointManager(
-        self.directory, item_names=(STATE, DATA, RUN),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        self.directory, item_names=(STATE, DATA, RUN, INTEGRITY),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=False,
                                              step_prefix="checkpoint"))
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
 
   def save(self, step: int, state: Any, data_position: dict, run: dict) -> None:
+    """Saves host arrays `state` with the checksums they are verified against on restore."""
+    self.directory.mkdir(parents=True, exist_ok=True)
     self.manager.save(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardSave(state), DATA: ocp.args.JsonSave(data_position),
-        RUN: ocp.args.JsonSave(run)}))
+        RUN: ocp.args.JsonSave(run),
+        INTEGRITY: ocp.args.JsonSave(integrity_record(state, data_position, run))}))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
+  def restore_latest(self, abstract_state: Any,
+                     run: dict) -> Optional[tuple[int, Any, dict]]:
+    """(step, state, data position) of the newest checkpoint that verifies, after
+    moving aside every newer one that does not; None when there is none.
+
+    A checkpoint of another run (backbone, tasks, state layout) is refused with
+    RunMismatchError and nothing is moved: that is a mistake in the command, not damage.
+    """
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        state, data = self.restore(step, abstract_state, run)
+        return step, state, data
+      except CorruptCheckpointError as e:
+        moved = self._move_aside(step, str(e))
+        logging.warning("%s Moved it to %s; trying the checkpoint before it.", e, moved)
+    return None
+
   def restore(self, step: int, abstract_state: Any, run: dict) -> tuple[Any, dict]:
-    """(state, data position) of `step`, after checking it belongs to this run."""
-    saved_run = self.manager.restore(step, args=ocp.args.Composite(
-        **{RUN: ocp.args.JsonRestore()}))[RUN]
-    check_same_run(saved_run, run, self.directory)
+    """(state, data position) of `step`, verified and checked to belong to this run."""
+    step_dir = self.directory / f"checkpoint_{step}"
+    if not (step_dir / COMMIT_MARKER).exists():
+      raise self._corrupt(step, f"it has no {COMMIT_MARKER} (orbax writes it last)")
+    recorded = self._read_json_items(step)
+    integrity = recorded[INTEGRITY]
+    if _json_digest(recorded[RUN]) != integrity["run_sha256"]:
+      raise self._corrupt(step, "its run record fails its checksum")
+    check_same_run(recorded[RUN], run, self.directory)
+    if integrity["state_layout"] != state_layout(abstract_state):
+      raise self._mismatch(step, _layout_difference(integrity["state_layout"],
+                                                    state_layout(abstract_state)))
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(**{
           STATE: ocp.args.StandardRestore(abstract_state), DATA: ocp.args.JsonRestore()}))
-    except ValueError as e:
-      raise self._mismatch(step, str(e)) from e
-    differences = [
-        f"{jax.tree_util.keystr(path)}: saved {np.shape(saved)}, built {np.shape(built)}"
-        for (path, saved), built in zip(
-            jax.tree_util.tree_leaves_with_path(restored[STATE]),
-            jax.tree.leaves(abstract_state)) if np.shape(saved) != np.shape(built)]
-    if differences:
-      raise self._mismatch(step, "; ".join(differences))
-    return restored[STATE], restored[DATA]
+    except Exception as e:  # pylint: disable=broad-except  (the layout matched: damage)
+      raise self._corrupt(step, f"reading it failed: {type(e).__name__}: {e}") from e
+    state, data = jax.device_get(restored[STATE]), restored[DATA]
+    if state_digest(state) != integrity["state_sha256"]:
+      raise self._corrupt(step, "its arrays read back differ from what was saved (SHA-256 "
+                          "mismatch)")
+    if _json_digest(data) != integrity["data_sha256"]:
+      raise self._corrupt(step, "its data position differs from what was saved (SHA-256 "
+                          "mismatch)")
+    return state, data
 
-  def _mismatch(self, step: int, detail: str) -> "RunMismatchError":
+  def _read_json_items(self, step: int) -> dict:
+    """The run and integrity records of `step`, which every complete checkpoint has."""
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(
+          **{item: ocp.args.JsonRestore() for item in (RUN, INTEGRITY)}))
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._corrupt(step, f"reading its run and integrity records failed: "
+                          f"{type(e).__name__}: {e}") from e
+
+  def _corrupt(self, step: int, reason: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(f"Checkpoint {step} in {self.directory} cannot be used: "
+                                  f"{reason}.")
+
+  def _mismatch(self, step: int, detail: str) -> RunMismatchError:
     return RunMismatchError(
         f"The optimizer state or prompt saved in {self.directory} (step {step}) differs "
-        "from what this run builds: were the optimizer or the prompt settings changed? "
-        f"Use a new MODEL_DIR or the original settings. ({detail})")
+        f"from what this run builds ({detail}). Were the optimizer or the prompt settings "
+        "changed? Use a new MODEL_DIR or the original settings.")
+
+  def _move_aside(self, step: int, reason: str):
+    """Moves `checkpoint_<step>` into the quarantine folder with a note of why."""
+    name = f"checkpoint_{step}.{time.strftime('%Y%m%d-%H%M%S')}"
+    target = self.quarantine / name
+    if jax.process_index() == 0:
+      self.quarantine.mkdir(parents=True, exist_ok=True)
+      (self.directory / f"checkpoint_{step}").rename(target)
+      (self.quarantine / f"{name}.reason.txt").write_text(reason + "\n")
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"mpt_jax moved checkpoint {step} aside")
+    self.manager.reload()
+    return target
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _layout_difference(saved: list, built: list) -> str:
+  saved_by_path = {path: f"{dtype}{shape}" for path, shape, dtype in saved}
+  built_by_path = {path: f"{dtype}{shape}" for path, shape, dtype in built}
+  differences = [f"{path}: saved {saved_by_path.get(path, 'nothing')}, built "
+                 f"{built_by_path.get(path, 'nothing')}"
+                 for path in sorted(set(saved_by_path) | set(built_by_path))
+                 if saved_by_path.get(path) != built_by_path.get(path)]
+  return "; ".join(differences[:5]) + (" ..." if len(differences) > 5 else "")
 
 
 def check_same_run(saved: dict, current: dict, directory) -> None:

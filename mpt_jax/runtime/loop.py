@@ -25,12 +25,14 @@ from mpt_jax.prompts.prompt_set import PromptSet
 from mpt_jax.runtime import checkpoints as checkpoints_lib
 from mpt_jax.runtime import inputs
 from mpt_jax.runtime import metric_writers
+from mpt_jax.runtime import preemption
 from mpt_jax.runtime.configs import CheckpointConfig
 from mpt_jax.runtime.model_dir import ModelDir
 from mpt_jax.runtime.setup import RunSetup
 
 class NonFiniteLossError(FloatingPointError):
-  """The loss became NaN or inf; the message names the step and the last checkpoint."""
+  """The loss or the prompt became NaN or inf; the message names the step and the last
+  checkpoint, which is always finite."""
 
 
 @flax.struct.dataclass
@@ -115,28 +117,40 @@ class TrainLoop:
         out_shardings=(self.shardings, replicated), donate_argnums=(0,))
     self.checkpoints = checkpoints_lib.RunCheckpoints(model_dir.checkpoints,
                                                       keep=checkpointing.keep)
-    self.last_checkpoint = self.checkpoints.latest_step()
+    self.last_checkpoint = None
     self.state = None
 
   def start(self) -> Optional[inputs.DataPosition]:
-    """Restores the latest checkpoint (returning its data position) or starts afresh."""
+    """Restores the newest good checkpoint (returning its data position) or starts
+    afresh. Call it holding the run's lock: a damaged checkpoint is moved aside."""
     partitioner = self.setup.partitioner
-    if self.last_checkpoint is None:
+    restored = self.checkpoints.restore_latest(
+        serialization.to_state_dict(self.abstract_state), self.setup.run_facts)
+    if restored is None:
       initial = self.setup.initial_prompt
       self.state = partitioner.place(
           TrainState(np.int32(0), initial, self.optimizer.init(initial),
                      np.asarray(jax.random.PRNGKey(self.seed))), self.shardings)
       return None
-    saved, data = self.checkpoints.restore(
-        self.last_checkpoint, serialization.to_state_dict(self.abstract_state),
-        self.setup.run_facts)
+    self.last_checkpoint, saved, data = restored
     self.state = partitioner.place(
         serialization.from_state_dict(self.abstract_state, saved), self.shardings)
     logging.info("Resuming %s from step %d", self.model_dir, self.last_checkpoint)
     return inputs.DataPosition.from_json(data)
 
   def save(self, step: int, position: dict) -> None:
+    """Saves the state at `step`, refusing a non-finite one: every checkpoint can be
+    resumed from."""
     host = jax.device_get(self.state)
+    bad = [jax.tree_util.keystr(path) for path, leaf in
+           jax.tree_util.tree_leaves_with_path((host.params, host.opt_state))
+           if np.issubdtype(np.asarray(leaf).dtype, np.floating) and
+           not np.isfinite(leaf).all()]
+    if bad:
+      raise NonFiniteLossError(
+          f"The prompt or its optimizer state is not finite at step {step} of "
+          f"{self.model_dir} ({', '.join(bad[:3])}), so it was not saved. "
+          f"{self._last_good()} Lower the learning rate or check the data, then rerun.")
     self.checkpoints.save(step, serialization.to_state_dict(host), position,
                           self.setup.run_facts)
     self.checkpoints.wait()
@@ -144,12 +158,18 @@ class TrainLoop:
     if jax.process_index() == 0:
       self.setup.prompt_set(host.params, step).save(self.model_dir.step_prompts(step))
 
+  def _last_good(self) -> str:
+    if self.last_checkpoint is None:
+      return "No checkpoint was saved yet."
+    return (f"The last checkpoint, step {self.last_checkpoint}, is finite; a rerun resumes "
+            "from it.")
+
   def _check_finite(self, loss: float, step: int) -> None:
     if not math.isfinite(loss):
       raise NonFiniteLossError(
-          f"The loss is {loss} at step {step} of {self.model_dir}. Nothing after the "
-          f"last good checkpoint (step {self.last_checkpoint}) was saved; lower the "
-          "learning rate or check the data, then rerun to resume from it.")
+          f"The loss is {loss} at step {step} of {self.model_dir}; nothing after the last "
+          f"checkpoint was saved. {self._last_good()} Lower the learning rate or check "
+          "the data, then rerun.")
 
   @staticmethod
   def _log(writer, step: int, train_steps: int, metrics: dict, progress: Progress) -> None:
@@ -168,7 +188,15 @@ class TrainLoop:
   def run(self, batches: inputs.MixedBatches, train_steps: int, log_period: int,
           dev_evaluation=None) -> tuple[dict, PromptSet]:
     """Trains to `train_steps`; returns the last step's metrics (and eval results) and
-    the final prompt."""
+    the final prompt. Raises `preemption.Preempted` after saving when asked to stop."""
+    watch = preemption.PreemptionWatch()
+    try:
+      return self._run(batches, train_steps, log_period, dev_evaluation, watch)
+    finally:
+      watch.close()
+
+  def _run(self, batches, train_steps, log_period, dev_evaluation,
+           watch: preemption.PreemptionWatch) -> tuple[dict, PromptSet]:
     setup = self.setup
     writer = metric_writers.create_writer(self.model_dir.path, "train")
     step = int(jax.device_get(self.state.step))
@@ -197,6 +225,11 @@ class TrainLoop:
         self.save(step, position)
       if dev_evaluation and (step % dev_evaluation.period == 0 or step == train_steps):
         metrics["eval"] = dev_evaluation(self.state.params, step)
+      if watch.should_stop(step) and step < train_steps:
+        if self.last_checkpoint != step:
+          self.save(step, position)
+        writer.close()
+        raise preemption.Preempted(step, self.model_dir)
     final = setup.prompt_set(self.state.params, step)
     if jax.process_index() == 0:
       final.save(self.model_dir.final_prompts)

@@ -57,12 +57,14 @@ class RunSetup:
 
 
 def build_model(model: ModelConfig, backbone_config: T5Config, prompt_module: nn.Module,
-                task_names: Sequence[str]) -> models.PromptTuningModel:
+                task_names: Sequence[str],
+                backbone: Optional[Backbone] = None) -> models.PromptTuningModel:
   """The model object over `prompt_module`, with the teachers' prompts reordered to
-  `task_names` when `model.teacher_prompts` names them."""
+  `task_names` when `model.teacher_prompts` names them (and checked to belong to
+  `backbone`, when given)."""
   overrides = {"dropout_rate": model.dropout_rate, "dtype": model.dtype}
   config = backbone_config.replace(**{k: v for k, v in overrides.items() if v is not None})
-  teacher = (factories.teacher_bank(model.teacher_prompts, task_names)
+  teacher = (factories.teacher_bank(model.teacher_prompts, task_names, backbone)
              if model.teacher_prompts else None)
   student_shape = (prompt_module.length, prompt_module.embed_dim)
   if teacher is not None and (teacher.length, teacher.embed_dim) != student_shape:
@@ -90,7 +92,7 @@ def build_setup(backbone: Backbone, task_names: Sequence[str], prompt_module: nn
   process builds several setups over it (evaluating several prompts).
   """
   task_names = list(task_names)
-  built = build_model(model, backbone.config, prompt_module, task_names)
+  built = build_model(model, backbone.config, prompt_module, task_names, backbone)
   ids = jnp.zeros((1,), jnp.int32)
   prompt_vars = prompt_module.init(jax.random.PRNGKey(seed), ids)
   frozen = dict(placed_backbone or place_backbone(backbone, partitioner))

@@ -143,12 +143,15 @@ def test_tpu_dry_run_of_a_pipeline_and_of_t5x():
 
 
 FAKE_GCLOUD = """#!{python}
-# Records each call; `describe` answers $TPU_STATE, or fails as for a missing TPU VM.
+# Records each call; `describe` answers $TPU_STATE, or fails as for a missing TPU VM;
+# the run (an ssh with a python command) exits with $RUN_STATUS.
 import json, os, sys
 with open(os.environ["GCLOUD_LOG"], "a") as log:
   log.write(json.dumps(sys.argv[1:]) + "\\n")
 if "describe" in sys.argv:
   sys.exit(print(os.environ["TPU_STATE"]) if "TPU_STATE" in os.environ else 1)
+if "ssh" in sys.argv and any("mpt_jax.train" in arg for arg in sys.argv):
+  sys.exit(int(os.environ.get("RUN_STATUS", "0")))
 """
 
 
@@ -191,6 +194,19 @@ def test_tpu_creates_a_missing_tpu_reuses_a_ready_one_and_stops_at_others(
     assert {"setup.py", "mpt_jax/train.py", "gin/runs/teachers.gin"} <= set(listing)
 
 
+def test_tpu_reports_a_preempted_run_and_keeps_its_status(tmp_path):
+  (tmp_path / "bin").mkdir()
+  (tmp_path / "bin/gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
+  (tmp_path / "bin/gcloud").chmod(0o755)
+  env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+             GCLOUD_LOG=str(tmp_path / "calls"), TPU_STATE="READY", RUN_STATUS="75")
+  result = _launch("tpu_vm.sh", "--name", "mpt", "--zone", "z", "--stage", "teachers",
+                   "--model-dir", "gs://b/t", "--no-install", env=env)
+  assert result.returncode == 75
+  assert "preempted (SIGTERM) and saved a checkpoint" in result.stderr
+  assert "relaunch the same command with --no-install" in result.stderr
+
+
 FAKE_SRUN = """#!{python}
 # Starts the command once per task, as srun does, with each task's SLURM variables.
 import os, subprocess, sys
@@ -200,21 +216,28 @@ while args[0].startswith("--"):
   name, _, value = args.pop(0)[2:].partition("=")
   options[name] = value
 nodes, per_node = int(options["nodes"]), int(options["ntasks-per-node"])
+status = 0
 for rank in range(nodes * per_node):
   env = dict(os.environ, SLURM_NTASKS=str(nodes * per_node), SLURM_PROCID=str(rank),
              SLURM_LOCALID=str(rank % per_node), SLURM_STEP_NODELIST=f"gpu[01-{{nodes:02d}}]")
-  subprocess.run(args, env=env, check=True)
+  status = max(status, subprocess.run(args, env=env).returncode)
+sys.exit(status)
 """
 FAKE_SCONTROL = """#!{python}
-# `scontrol show hostnames gpu[01-NN]`
-import re, sys
+# `scontrol show hostnames gpu[01-NN]`; `scontrol requeue JOB` is noted in $REQUEUE_NOTE.
+import os, pathlib, re, sys
+if sys.argv[1] == "requeue":
+  pathlib.Path(os.environ["REQUEUE_NOTE"]).write_text(sys.argv[2])
+  sys.exit(0)
 assert sys.argv[1:3] == ["show", "hostnames"], sys.argv
 first, last = map(int, re.fullmatch(r"gpu\\[(\\d+)-(\\d+)\\]", sys.argv[3]).groups())
 print("\\n".join(f"gpu{{i:02d}}" for i in range(first, last + 1)))
 """
-# Stands in for the venv's python: records the task's arguments and its device ids.
+# Stands in for the venv's python: records the task's arguments and its device ids, and
+# exits with $FAKE_STATUS (75: preempted).
 FAKE_PYTHON = """#!/bin/sh
 printf '%s\\n' "JAX_LOCAL_DEVICE_IDS=$JAX_LOCAL_DEVICE_IDS" "$@" > {out}/task$SLURM_PROCID
+exit ${{FAKE_STATUS:-0}}
 """
 
 
@@ -252,8 +275,9 @@ def test_gpu_dry_run_for_two_nodes_and_its_batch_script_under_srun(tmp_path):
   directives = [line.split(" ", 1)[1] for line in script if line.startswith("#SBATCH ")]
   assert directives == ["--job-name=mpt_jax-teachers", "--nodes=2", "--ntasks-per-node=4",
                         "--gpus-per-task=1", f"--output={logs}/%x-%j.log",
-                        "--partition=gpu", "--time=02:00:00"]
-  srun = shlex.split(script[-1])
+                        "--signal=TERM@120", "--requeue", "--partition=gpu", "--time=02:00:00"]
+  srun = shlex.split(next(line for line in script if line.startswith("srun "))
+                     .removesuffix(" || status=$?"))
   assert srun == ["srun", "--nodes=2", "--ntasks-per-node=4", "--gpus-per-task=1",
                   "--kill-on-bad-exit=1", str(LAUNCH / "slurm_task.sh"), "mpt_jax",
                   str(venv / "bin/python"), "-m", "mpt_jax.train",
@@ -272,6 +296,16 @@ def test_gpu_dry_run_for_two_nodes_and_its_batch_script_under_srun(tmp_path):
     assert args[-3:] == [f"--coordinator_address=gpu01:{port}", "--process_count=8",
                          f"--process_index={rank}"]
     assert args[1:-3] == srun[8:]
+  assert not (tmp_path / "requeued").exists()
+
+  # A preempted run (every task exits 75) requeues the job, which then resumes.
+  preempted = subprocess.run(["bash", "-c", "\n".join(script)], capture_output=True,
+                             env=dict(env, FAKE_STATUS="75",
+                                      REQUEUE_NOTE=str(tmp_path / "requeued")),
+                             text=True, timeout=60)
+  assert preempted.returncode == 75, preempted.stderr
+  assert (tmp_path / "requeued").read_text() == "4242"
+  assert "requeueing job 4242" in preempted.stderr
 
 
 def test_gpu_inside_an_allocation_runs_srun_directly():

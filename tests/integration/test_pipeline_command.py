@@ -1,11 +1,10 @@
 """The pipeline command as a user runs it (and launch/local.sh, which starts it), on the
-toy tasks: killed during a stage, rerun through local.sh, then rerun once more. One
-run sequence (a session fixture); each test checks one behaviour through its files."""
+toy tasks: its own process killed during a stage (which must stop, saving, rather than
+run on as an orphan), rerun through local.sh, then rerun once more. One run sequence
+(a session fixture); each test checks one behaviour through its files."""
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -44,8 +43,8 @@ def _outputs(root):
 
 @pytest.fixture(scope="session")  # once per worker, whatever runs between its tests
 def pipeline(tmp_path_factory):
-  """Runs the sequence once: start, SIGKILL during the teachers stage, rerun with
-  local.sh to the end, rerun again."""
+  """Runs the sequence once: start, SIGKILL to the pipeline process during the teachers
+  stage, rerun with local.sh to the end, rerun again."""
   tmp = tmp_path_factory.mktemp("pipeline")
   backbone = helpers.write_tiny_backbone(tmp / "backbone")
   root = tmp / "root"
@@ -55,27 +54,50 @@ def pipeline(tmp_path_factory):
   while max(_steps(root / "teachers"), default=0) < 15 and time.time() < deadline:
     assert first.poll() is None, "the pipeline ended before it could be interrupted"
     time.sleep(0.05)
-  os.killpg(first.pid, signal.SIGKILL)  # the pipeline and its running stage
+  lock = root / "teachers" / "run.lock"
+  stage_pid = json.loads(lock.read_text())["pid"]
+  first.kill()  # the pipeline's own process: its stage gets SIGTERM from the kernel
   first.wait()
+  deadline = time.time() + 120
+  while (lock.exists() or _alive(stage_pid)) and time.time() < deadline:
+    time.sleep(0.05)
+  stage_stopped = not lock.exists() and not _alive(stage_pid)
+  checkpoints = [int(p.name.split("_")[1])
+                 for p in (root / "teachers" / "checkpoints").iterdir()]
   killed_with_prompt = (root / "teachers" / "prompts.safetensors").exists()
+  logged_at_stop = max(_steps(root / "teachers"))
   resumed = subprocess.run(_local_sh(root, backbone), cwd=ROOT, capture_output=True,
                            text=True, timeout=900)
   before_rerun = _outputs(root)
   rerun = subprocess.run(_command(root, backbone), cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
   return {"root": root, "killed_with_prompt": killed_with_prompt, "resumed": resumed,
-          "rerun": rerun, "before_rerun": before_rerun}
+          "rerun": rerun, "before_rerun": before_rerun, "stage_stopped": stage_stopped,
+          "stopped_at": max(checkpoints), "logged_at_stop": logged_at_stop}
+
+
+def _alive(pid):
+  """Whether `pid` runs (a zombie, dead but not yet reaped by init, counts as dead)."""
+  try:
+    with open(f"/proc/{pid}/stat") as stat:
+      return stat.read().split(")")[-1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_killing_the_pipeline_stops_its_stage_which_saves_where_it_stopped(pipeline):
+  assert pipeline["stage_stopped"], "the teachers stage outlived its pipeline"
+  assert not pipeline["killed_with_prompt"]
+  # SIGTERM made it save the last step it ran, not only the last multiple of 10.
+  assert pipeline["logged_at_stop"] == pipeline["stopped_at"] >= 15
 
 
 @pytest.mark.xdist_group("subprocesses")
 def test_an_interrupted_stage_resumes_where_it_stopped(pipeline):
-  assert not pipeline["killed_with_prompt"]
   assert pipeline["resumed"].returncode == 0, pipeline["resumed"].stderr[-3000:]
-  steps = _steps(pipeline["root"] / "teachers")
-  assert steps.count(1) == 1 and steps[-1] == 60  # continued, never restarted
-  # It continued from the last checkpoint (every 10 steps) before the kill.
-  restarts = [later for earlier, later in zip(steps, steps[1:]) if later <= earlier]
-  assert len(restarts) == 1 and restarts[0] % 10 == 1
+  # It continued from the step it saved on SIGTERM: no step lost or run twice.
+  assert _steps(pipeline["root"] / "teachers") == list(range(1, 61))
 
 
 @pytest.mark.xdist_group("subprocesses")

@@ -1,13 +1,19 @@
 """Stage processes: their command lines, gin bindings of Python values, skipping finished
-stages, running the rest with the compilation cache, and failing clearly."""
+stages, running the rest with the compilation cache, failing clearly, reporting a
+preempted stage, and never outliving the pipeline."""
 
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 
 from etils import epath
 import pytest
 
 from mpt_jax.pipeline import stages
+from tests import helpers
 
 # Writes the child's view of three environment variables into the done file, sys.argv[1].
 WRITE_DONE = ("import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text("
@@ -94,3 +100,66 @@ def test_a_stage_that_succeeds_without_its_output_is_a_failure(tmp_path):
   with pytest.raises(stages.StageFailedError, match=r"Stage distill failed \(exit code 0\)"):
     _launcher(tmp_path).run("distill", [sys.executable, "-c", "pass"], done)
   assert not os.path.exists(done)
+
+
+def test_a_stage_that_saved_and_stopped_on_sigterm_is_reported_as_preempted(tmp_path):
+  done = epath.Path(tmp_path) / "prompts.safetensors"
+  command = [sys.executable, "-c", "import sys; sys.exit(75)"]
+  with pytest.raises(stages.StagePreemptedError, match="Stage teachers was stopped by "
+                     "SIGTERM.*Rerun the same command to resume"):
+    _launcher(tmp_path).run("teachers", command, done)
+
+
+# Exits 75 on SIGTERM after noting it in sys.argv[1]; otherwise sleeps.
+STOPS_ON_SIGTERM = ("import pathlib, signal, sys, time\n"
+                    "def stop(*_):\n"
+                    "  pathlib.Path(sys.argv[1]).write_text('got SIGTERM'); sys.exit(75)\n"
+                    "signal.signal(signal.SIGTERM, stop)\n"
+                    "pathlib.Path(sys.argv[1] + '.started').touch()\n"
+                    "time.sleep(120)\n")
+
+
+def test_sigterm_to_the_pipeline_is_passed_on_to_its_stage(tmp_path):
+  note = tmp_path / "note"
+  def terminate_once_started():
+    while not (tmp_path / "note.started").exists():
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+  threading.Thread(target=terminate_once_started, daemon=True).start()
+  with pytest.raises(stages.StagePreemptedError):
+    _launcher(tmp_path).run("adapt", [sys.executable, "-c", STOPS_ON_SIGTERM, str(note)],
+                            epath.Path(tmp_path) / "done")
+  assert note.read_text() == "got SIGTERM"
+  assert signal.getsignal(signal.SIGTERM) is not None  # the caller's handler is back
+
+
+# A pipeline-like parent: starts a stage through StageLauncher and blocks on it.
+PARENT = ("import sys\n"
+          "from etils import epath\n"
+          "from mpt_jax.pipeline import stages\n"
+          "launcher = stages.StageLauncher([], [], [], epath.Path(sys.argv[1]))\n"
+          "launcher.run('child', [sys.executable, '-c', sys.argv[2], sys.argv[3]],\n"
+          "             epath.Path(sys.argv[1]) / 'done')\n")
+# The stage: takes cli's start-up step, records its pid, then waits for SIGTERM.
+STAGE = ("import os, pathlib, signal, sys, time\n"
+         "from mpt_jax import cli\n"
+         "cli.die_with_parent()\n"
+         "signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path(sys.argv[1] + '.term')"
+         ".touch(), sys.exit(75)))\n"
+         "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+         "time.sleep(120)\n")
+
+
+def test_a_stage_gets_sigterm_when_its_pipeline_is_killed(tmp_path):
+  pid_file = tmp_path / "stage_pid"
+  parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path), STAGE,
+                             str(pid_file)], cwd=helpers.ROOT)
+  deadline = time.time() + 120
+  while not pid_file.exists() and time.time() < deadline:
+    time.sleep(0.05)
+  parent.kill()
+  parent.wait()
+  deadline = time.time() + 30
+  while not (tmp_path / "stage_pid.term").exists() and time.time() < deadline:
+    time.sleep(0.05)
+  assert (tmp_path / "stage_pid.term").exists(), "the stage outlived its pipeline"

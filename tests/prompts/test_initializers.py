@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import mpt_jax
 from mpt_jax.prompts import initializers
 from mpt_jax.prompts import modules as prompts
 from tests import helpers
@@ -57,6 +58,6 @@ def test_from_array_checks_the_shape_the_module_asks_for():
 def test_from_prompt_file_gives_the_named_tasks_merged_prompt(tmp_path):
   saved = helpers.decomposed_set()
   path = saved.save(tmp_path / "distill.safetensors")
-  init = initializers.from_prompt_file(str(path), "t2")
+  init = initializers.from_prompt_file(mpt_jax.PromptSet.load(path), "t2", path)
   np.testing.assert_allclose(init(jax.random.PRNGKey(0), (4, 6)), saved.prompt("t2"),
                              rtol=1e-6)

@@ -1,10 +1,16 @@
 """The prompt file: round trips in both formats, the facts it records, and its errors."""
 
+import json
+
 import numpy as np
 import pytest
+import safetensors
+import safetensors.numpy
 
 import mpt_jax
 from mpt_jax.prompts import modules as prompts
+from mpt_jax.prompts.prompt_set import arrays_digest
+from mpt_jax.prompts.prompt_set import PromptFileError
 from mpt_jax.prompts.prompt_set import PromptSet
 from tests import helpers
 
@@ -56,3 +62,60 @@ def test_a_prompt_set_made_from_a_module_records_the_modules_kind(module):
   ids = jnp.arange(saved.num_tasks)
   np.testing.assert_allclose(saved.merged(), module.apply({"params": params}, ids),
                              rtol=1e-6)
+
+
+def _edit_arrays(path, edit, recompute_checksum=False):
+  """Rewrites a safetensors prompt file's arrays with `edit`, keeping its header (with
+  a checksum of the edited arrays if `recompute_checksum`, as a buggy writer would)."""
+  with safetensors.safe_open(str(path), framework="numpy") as f:
+    header = json.loads(f.metadata()["mpt_jax"])
+    arrays = {k: f.get_tensor(k) for k in f.keys()}
+  edit(arrays)
+  if recompute_checksum:
+    header["sha256"] = arrays_digest(arrays)
+  safetensors.numpy.save_file(arrays, str(path), metadata={"mpt_jax": json.dumps(header)})
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_a_truncated_prompt_file_is_refused_by_name(tmp_path, suffix):
+  path = helpers.decomposed_set().save(tmp_path / f"p{suffix}")
+  path.write_bytes(path.read_bytes()[:-40])
+  with pytest.raises(PromptFileError, match=rf"Prompt file {path} cannot be read .*truncated"):
+    PromptSet.load(path)
+
+
+def test_changed_values_fail_the_files_checksum(tmp_path):
+  path = helpers.decomposed_set().save(tmp_path / "p.safetensors")
+  _edit_arrays(path, lambda a: a[prompts.SHARED].__setitem__((0, 0), 123.0))
+  with pytest.raises(PromptFileError, match=rf"{path} is damaged.*SHA-256"):
+    PromptSet.load(path)
+
+
+def test_prompts_with_nan_are_never_saved_and_refused_on_load(tmp_path):
+  prompt_set = helpers.decomposed_set()
+  prompt_set.arrays[prompts.SHARED][1, 2] = np.nan
+  with pytest.raises(ValueError, match=r"Refusing to save prompts with NaN.*shared_prompt "
+                                       r"\(1 of 24 values\)"):
+    prompt_set.save(tmp_path / "nan.safetensors")
+  assert not (tmp_path / "nan.safetensors").exists()
+  path = helpers.decomposed_set().save(tmp_path / "p.safetensors")
+  def poison(arrays):
+    arrays[prompts.TASK_ROWS][0, 0, 0] = np.inf
+  _edit_arrays(path, poison, recompute_checksum=True)
+  with pytest.raises(PromptFileError, match=rf"{path} holds NaN or inf in task_rows \(1 of"):
+    PromptSet.load(path)
+
+
+def test_a_file_of_wrong_shapes_is_refused_by_name(tmp_path):
+  path = helpers.decomposed_set().save(tmp_path / "p.safetensors")
+  _edit_arrays(path, lambda a: a.__setitem__(prompts.TASK_COLS, a[prompts.TASK_COLS][:, :3].copy()),
+               recompute_checksum=True)
+  with pytest.raises(PromptFileError, match=rf"Prompt file {path}: Inconsistent decomposed"):
+    PromptSet.load(path)
+
+
+def test_a_prompt_set_of_strided_views_saves_their_values(tmp_path):
+  # safetensors writes a non-contiguous numpy view's underlying buffer, not its values.
+  bank = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)[:, :4]
+  saved = PromptSet("bank", {"prompts": bank}, ["a", "b"]).save(tmp_path / "p.safetensors")
+  np.testing.assert_array_equal(PromptSet.load(saved).arrays["prompts"], bank)

@@ -6,7 +6,8 @@ CONFIG_JSON: {"devices": 8, "backbone": ..., "runs": [{"model_dir": ..., "mesh_s
 [2, 4] | null, "use_devices": 1 | null, "num_input_shards": 2, "train_steps": 6}],
 "coordinator": "localhost:port" (optional), "process_count": 2, "process_index": 0}.
 Writes each run's final prompts to <model_dir>/prompts.safetensors and its losses
-to <model_dir>/train.jsonl (process 0).
+to <model_dir>/train.jsonl (process 0). A run stopped by SIGTERM prints
+"preempted <process index> <step>" and exits with the preempted status.
 """
 
 import json
@@ -24,6 +25,7 @@ if "coordinator" in config:
                              config["process_index"])
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from mpt_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime.partitioning import Partitioner  # pylint: disable=g-import-not-at-top
 from tests import helpers  # pylint: disable=g-import-not-at-top
 
@@ -31,8 +33,12 @@ for run in config["runs"]:
   devices = jax.devices()[: run["use_devices"]] if run.get("use_devices") else None
   mesh_shape = tuple(run["mesh_shape"]) if run.get("mesh_shape") else None
   partitioner = Partitioner(mesh_shape=mesh_shape, devices=devices)
-  helpers.train_toy(run["model_dir"], config["backbone"], partitioner=partitioner,
-                    train_steps=run.get("train_steps", 6), checkpoint_period=100,
-                    num_input_shards=run.get("num_input_shards"),
-                    dropout_rate=run.get("dropout_rate"))
+  try:
+    helpers.train_toy(run["model_dir"], config["backbone"], partitioner=partitioner,
+                      train_steps=run.get("train_steps", 6), checkpoint_period=100,
+                      num_input_shards=run.get("num_input_shards"),
+                      dropout_rate=run.get("dropout_rate"))
+  except preemption.Preempted as e:
+    print("preempted", jax.process_index(), e.step, flush=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 print("done", jax.process_index(), jax.device_count())

@@ -1,10 +1,14 @@
 """Run checkpoints: the trainable state and data position round-trip, another run's
-checkpoint is refused, and no backbone array is ever saved."""
+checkpoint is refused, a damaged one is moved aside for the one before it, and no
+backbone array is ever saved."""
+
+import logging
 
 import numpy as np
 import pytest
 
 from mpt_jax.runtime import checkpoints
+from tests import faults
 from tests import helpers
 
 RUN = {"backbone": "/b", "backbone_fingerprint": "abc", "tasks": ["x", "y"]}
@@ -55,3 +59,57 @@ def test_a_training_runs_checkpoints_are_far_smaller_than_its_backbone(tmp_path,
   helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=10)
   size = sum(f.stat().st_size for f in (tmp_path / "checkpoints").rglob("*") if f.is_file())
   assert size < (tiny_backbone_dir / "model.safetensors").stat().st_size / 2
+
+
+def _three_checkpoints(directory):
+  saved = checkpoints.RunCheckpoints(directory, keep=None)
+  for step in (1, 2, 3):
+    saved.save(step, _state(step), {"step": step, "consumed": {"0/1": 5 * step}}, RUN)
+  saved.close()
+
+
+@pytest.mark.parametrize("how", faults.CORRUPTIONS)
+def test_a_damaged_latest_checkpoint_is_moved_aside_for_the_one_before(tmp_path, how, caplog):
+  _three_checkpoints(tmp_path / "checkpoints")
+  faults.corrupt(tmp_path / "checkpoints" / "checkpoint_3", how)
+  with caplog.at_level(logging.WARNING):
+    step, state, position = checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore_latest(
+        _state(0.0), RUN)
+  assert step == 2 and position == {"step": 2, "consumed": {"0/1": 10}}
+  np.testing.assert_array_equal(state["params"]["prompt"]["prompts"], np.full((2, 3), 2.0))
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+      "checkpoint_1", "checkpoint_2"]
+  moved = [p for p in (tmp_path / "checkpoints_corrupt").iterdir() if p.is_dir()]
+  assert len(moved) == 1 and moved[0].name.startswith("checkpoint_3.")
+  reason = moved[0].with_name(moved[0].name + ".reason.txt").read_text()
+  warning = " ".join(r.getMessage() for r in caplog.records)
+  assert "Checkpoint 3" in warning and str(moved[0]) in warning and reason.strip() in warning
+
+
+def test_the_reason_quotes_the_underlying_failure(tmp_path):
+  _three_checkpoints(tmp_path / "checkpoints")
+  faults.corrupt(tmp_path / "checkpoints" / "checkpoint_3", "truncate")
+  with pytest.raises(checkpoints.CorruptCheckpointError,
+                     match=r"Checkpoint 3 .* cannot be used: reading it failed: .*byte range"):
+    checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore(3, _state(0.0), RUN)
+  faults.corrupt(tmp_path / "checkpoints" / "checkpoint_2", "flip_bytes")
+  with pytest.raises(checkpoints.CorruptCheckpointError, match="SHA-256 mismatch|reading"):
+    checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore(2, _state(0.0), RUN)
+
+
+def test_with_every_checkpoint_damaged_the_run_starts_afresh(tmp_path):
+  _three_checkpoints(tmp_path / "checkpoints")
+  for step, how in zip((1, 2, 3), faults.CORRUPTIONS):
+    faults.corrupt(tmp_path / "checkpoints" / f"checkpoint_{step}", how)
+  assert checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore_latest(
+      _state(0.0), RUN) is None
+  assert len([p for p in (tmp_path / "checkpoints_corrupt").iterdir() if p.is_dir()]) == 3
+
+
+def test_another_runs_checkpoint_is_never_moved_aside(tmp_path):
+  _three_checkpoints(tmp_path / "checkpoints")
+  before = faults.files_as_bytes(tmp_path)
+  with pytest.raises(checkpoints.RunMismatchError):
+    checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore_latest(
+        _state(0.0), {**RUN, "tasks": ["z"]})
+  assert faults.files_as_bytes(tmp_path) == before

@@ -1,11 +1,14 @@
 """Meshes of 8 simulated CPU devices and two jax.distributed processes give the same
-loss and prompt as one device."""
+loss and prompt as one device, and SIGTERM to one host makes both save at one step."""
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -72,3 +75,26 @@ def test_two_processes_match_one(tmp_path, tiny_backbone_dir):
                              rtol=2e-5)
   np.testing.assert_allclose(_prompts(tmp_path / "multi"), _prompts(tmp_path / "single"),
                              rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_sigterm_to_one_host_makes_every_host_save_the_same_step(tmp_path, tiny_backbone_dir):
+  coordinator = f"localhost:{_free_port()}"
+  model_dir = tmp_path / "preempted"
+  workers = [_run({"devices": 2, "backbone": str(tiny_backbone_dir), "coordinator": coordinator,
+                   "process_count": 2, "process_index": index,
+                   "runs": [dict(model_dir=str(model_dir), train_steps=100000)]})
+             for index in range(2)]
+  deadline = time.time() + 300
+  log = model_dir / "train.jsonl"
+  while time.time() < deadline and not (log.exists() and
+                                        len(log.read_text().splitlines()) >= 5):
+    assert all(w.poll() is None for w in workers)
+    time.sleep(0.05)
+  workers[1].send_signal(signal.SIGTERM)  # the preempted host is not the one that writes
+  outputs = [w.communicate(timeout=300)[0] for w in workers]
+  assert [w.returncode for w in workers] == [75, 75], outputs[0][-3000:] + outputs[1][-3000:]
+  steps = [int(re.search(rf"preempted {i} (\d+)", out).group(1))
+           for i, out in enumerate(outputs)]
+  assert steps[0] == steps[1] >= 5
+  assert (model_dir / "checkpoints" / f"checkpoint_{steps[0]}" / "commit_success.txt").exists()

@@ -1,15 +1,18 @@
 """The train step and loop: only the prompt is differentiated and optimised, and the
-loop stops on a non-finite loss naming the step and the last good checkpoint."""
+loop stops on a non-finite loss or prompt naming the step and the last checkpoint,
+which is never non-finite."""
 
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from mpt_jax.model import models
 from mpt_jax.prompts import modules as prompts
+from mpt_jax.runtime import checkpoints
 from mpt_jax.runtime import loop
 from mpt_jax.runtime import optimizers
 from tests import helpers
@@ -42,9 +45,24 @@ def test_a_nan_loss_stops_training_naming_the_step_and_last_checkpoint(tmp_path,
   helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=10)
   exploding = optimizers.make_optimizer(learning_rate=1e35)
   with pytest.raises(loop.NonFiniteLossError,
-                     match=r"loss is nan at step 1[1-9] .*last good checkpoint \(step 10\)"):
+                     match=r"loss is nan at step 1[1-9] .*last checkpoint, step 10, is finite"):
     helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=20, optimizer=exploding)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint_10"]
+
+
+def test_a_checkpoint_every_step_never_saves_a_non_finite_state(tmp_path, tiny_backbone_dir):
+  helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=4, checkpoint_period=1)
+  exploding = optimizers.make_optimizer(learning_rate=1e35)
+  with pytest.raises(loop.NonFiniteLossError, match="not finite|loss is") as error:
+    helpers.train_toy(tmp_path, tiny_backbone_dir, train_steps=20, checkpoint_period=1,
+                      optimizer=exploding)
+  saved = checkpoints.RunCheckpoints(tmp_path / "checkpoints")
+  assert f"last checkpoint, step {saved.latest_step()}, is finite" in str(error.value)
+  assert saved.latest_step() > 4  # it saved steps of the exploding run, all finite
+  for step in saved.manager.all_steps():
+    state = saved.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state))
 
 
 def test_progress_measures_from_the_end_of_the_first_step_which_compiles():
