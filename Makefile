@@ -20,7 +20,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
-# A kill/corrupt/resume soak: 20 random faults on a tiny model (about 10 minutes here).
+# A kill/corrupt/resume soak: 20 random faults on a tiny model (about 6 minutes here).
 faults: $(STAMP)
 	$(PY) benchmarks/faults.py
 

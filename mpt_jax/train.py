@@ -5,7 +5,8 @@ r"""Trains a prompt (an MPT stage) from gin files, as t5x.train does.
     --gin.MODEL_DIR="'/tmp/mpt/teachers'"
 
 One process per host runs `train`. Rerunning the same command resumes from the
-latest complete checkpoint in MODEL_DIR. Any `train(...)` argument can be bound
+latest good checkpoint in MODEL_DIR; SIGTERM saves one at the current step and exits
+with status 75 (`preemption.PREEMPTED_EXIT_CODE`). Any `train(...)` argument can be bound
 (`--gin.train.train_steps=100`), and so can the groups it takes
 (`--gin.DataConfig.batch_size=16`, `--gin.EvalConfig.period=500`).
 """
