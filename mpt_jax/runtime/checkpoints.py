@@ -112,7 +112,7 @@ class RunCheckpoints:
     step_dir = self.directory / f"checkpoint_{step}"
     if not (step_dir / COMMIT_MARKER).exists():
       raise self._corrupt(step, f"it has no {COMMIT_MARKER} (orbax writes it last)")
-    recorded = self._read_json_items(step)
+    recorded = self._read_records(step)
     integrity = recorded[INTEGRITY]
     if _json_digest(recorded[RUN]) != integrity["run_sha256"]:
       raise self._corrupt(step, "its run record fails its checksum")
@@ -134,7 +134,7 @@ class RunCheckpoints:
                           "mismatch)")
     return state, data
 
-  def _read_json_items(self, step: int) -> dict:
+  def _read_records(self, step: int) -> dict:
     """The run and integrity records of `step`, which every complete checkpoint has."""
     try:
       return self.manager.restore(step, args=ocp.args.Composite(
