@@ -61,6 +61,14 @@ def test_a_training_runs_checkpoints_are_far_smaller_than_its_backbone(tmp_path,
   assert size < (tiny_backbone_dir / "model.safetensors").stat().st_size / 2
 
 
+def _restore_latest(directory, run=None):
+  saved = checkpoints.RunCheckpoints(directory)
+  try:
+    return saved.restore_latest(_state(0.0), run or RUN)
+  finally:
+    saved.close()
+
+
 def _three_checkpoints(directory):
   saved = checkpoints.RunCheckpoints(directory, keep=None)
   for step in (1, 2, 3):
@@ -73,8 +81,7 @@ def test_a_damaged_latest_checkpoint_is_moved_aside_for_the_one_before(tmp_path,
   _three_checkpoints(tmp_path / "checkpoints")
   faults.corrupt(tmp_path / "checkpoints" / "checkpoint_3", how)
   with caplog.at_level(logging.WARNING):
-    step, state, position = checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore_latest(
-        _state(0.0), RUN)
+    step, state, position = _restore_latest(tmp_path / "checkpoints")
   assert step == 2 and position == {"step": 2, "consumed": {"0/1": 10}}
   np.testing.assert_array_equal(state["params"]["prompt"]["prompts"], np.full((2, 3), 2.0))
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
@@ -101,8 +108,7 @@ def test_with_every_checkpoint_damaged_the_run_starts_afresh(tmp_path):
   _three_checkpoints(tmp_path / "checkpoints")
   for step, how in zip((1, 2, 3), faults.CORRUPTIONS):
     faults.corrupt(tmp_path / "checkpoints" / f"checkpoint_{step}", how)
-  assert checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore_latest(
-      _state(0.0), RUN) is None
+  assert _restore_latest(tmp_path / "checkpoints") is None
   assert len([p for p in (tmp_path / "checkpoints_corrupt").iterdir() if p.is_dir()]) == 3
 
 
@@ -110,6 +116,5 @@ def test_another_runs_checkpoint_is_never_moved_aside(tmp_path):
   _three_checkpoints(tmp_path / "checkpoints")
   before = faults.files_as_bytes(tmp_path)
   with pytest.raises(checkpoints.RunMismatchError):
-    checkpoints.RunCheckpoints(tmp_path / "checkpoints").restore_latest(
-        _state(0.0), {**RUN, "tasks": ["z"]})
+    _restore_latest(tmp_path / "checkpoints", {**RUN, "tasks": ["z"]})
   assert faults.files_as_bytes(tmp_path) == before
