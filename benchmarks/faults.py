@@ -33,14 +33,9 @@ TRAIN_STEPS = 200
 KINDS = ("sigkill", "sigterm", *faults.CORRUPTIONS)
 
 
-def _command(model_dir, backbone):
-  return [sys.executable, "-m", "mpt_jax.train", "--gin_file=tests/toy.gin",
-          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.BACKBONE='{backbone}'"]
-
-
 def _run_until(model_dir, backbone, step: int) -> tuple[subprocess.Popen, bool]:
   """Starts (or resumes) the run; returns it once it logged `step`, and whether it did."""
-  process = subprocess.Popen(_command(model_dir, backbone), cwd=ROOT,
+  process = subprocess.Popen(helpers.toy_train_command(model_dir, backbone), cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 600
   while (process.poll() is None and helpers.last_logged_step(model_dir) < step and
@@ -85,8 +80,8 @@ def main():
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
     backbone = helpers.write_tiny_backbone(tmp / "backbone")
-    subprocess.run(_command(tmp / "uninterrupted", backbone), cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(helpers.toy_train_command(tmp / "uninterrupted", backbone), cwd=ROOT,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     reference = mpt_jax.load_prompts(tmp / "uninterrupted" / "prompts.safetensors").merged()
     equal, injected = 0, 0
     for run in range(args.runs):
@@ -95,7 +90,7 @@ def main():
         line = _inject(rng.choice(KINDS), model_dir, backbone, rng)
         injected += "not applied" not in line
         print(f"run {run}: {line}", flush=True)
-      finished = subprocess.run(_command(model_dir, backbone), cwd=ROOT,
+      finished = subprocess.run(helpers.toy_train_command(model_dir, backbone), cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
       if finished.returncode != 0:
         print(f"run {run}: the final rerun failed:\n{finished.stderr[-2000:]}")

@@ -10,6 +10,7 @@ beside it. Its orbax layout is written by the library (`Backbone.save_t5x`).
 
 import json
 import pathlib
+import sys
 
 from flax import serialization
 from flax import traverse_util
@@ -97,6 +98,12 @@ def logged(model_dir, name="train"):
   """The rows of a run's train.jsonl (or eval.jsonl)."""
   lines = (pathlib.Path(model_dir) / f"{name}.jsonl").read_text().splitlines()
   return [json.loads(line) for line in lines]
+
+
+def toy_train_command(model_dir, backbone, *extra) -> list[str]:
+  """`python -m mpt_jax.train` on tests/toy.gin (200 steps, a checkpoint every 10)."""
+  return [sys.executable, "-m", "mpt_jax.train", "--gin_file=tests/toy.gin",
+          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.BACKBONE='{backbone}'", *extra]
 
 
 def last_logged_step(model_dir) -> int:

@@ -89,14 +89,14 @@ def test_rerunning_a_finished_run_resumes_and_continues(tmp_path, tiny_backbone_
 
 def test_a_refused_resume_leaves_model_dir_as_it_was(tmp_path, tiny_backbone_dir):
   helpers.train_toy(tmp_path / "run", tiny_backbone_dir, train_steps=10)
-  before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+  before = faults.files_as_bytes(tmp_path / "run")
   other = helpers.write_tiny_backbone(tmp_path / "other", seed=1)
   with pytest.raises(checkpoints.RunMismatchError, match="fingerprint"):
     helpers.train_toy(tmp_path / "run", other, train_steps=20)
   with pytest.raises(checkpoints.RunMismatchError, match="optimizer state .* differs"):
     helpers.train_toy(tmp_path / "run", tiny_backbone_dir, train_steps=20,
                       optimizer=optimizers.make_optimizer(name="adam"))
-  after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+  after = faults.files_as_bytes(tmp_path / "run")
   assert after == before
 
 

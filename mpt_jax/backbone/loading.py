@@ -3,7 +3,6 @@ with a prompt, and recognisable by its fingerprint."""
 
 import dataclasses
 import functools
-import hashlib
 from typing import Optional, Union
 
 from etils import epath
@@ -13,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mpt_jax import arrays
 from mpt_jax import paths
 from mpt_jax.backbone import huggingface
 from mpt_jax.backbone import params as params_lib
@@ -40,12 +40,7 @@ class Backbone:
   @functools.cached_property
   def fingerprint(self) -> str:
     """A short hash of every parameter's name, shape and bytes, to recognise a backbone."""
-    digest = hashlib.sha256()
-    for name, value in sorted(traverse_util.flatten_dict(self.params, sep="/").items()):
-      value = np.asarray(value)
-      digest.update(f"{name}{value.shape}{value.dtype}".encode())
-      digest.update(np.ascontiguousarray(value).tobytes())
-    return digest.hexdigest()[:16]
+    return arrays.sha256(traverse_util.flatten_dict(self.params, sep="/"))[:16]
 
   def save(self, directory) -> epath.Path:
     """Writes a HuggingFace T5 directory that `load_backbone` (or transformers) reads."""

@@ -10,7 +10,6 @@ refused with its name and the tensor at fault, and no non-finite prompt is ever 
 
 import dataclasses
 import difflib
-import hashlib
 import io
 import json
 import zipfile
@@ -21,6 +20,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from mpt_jax import arrays as arrays_lib
 from mpt_jax import paths
 from mpt_jax.prompts import modules as prompt_modules
 
@@ -36,22 +36,6 @@ KINDS = {
 
 class PromptFileError(ValueError):
   """A prompt file cannot be used: unreadable, damaged, or of the wrong kind or shape."""
-
-
-def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-  """SHA-256 over every array's name, shape, dtype and bytes."""
-  digest = hashlib.sha256()
-  for name in sorted(arrays):
-    value = np.ascontiguousarray(arrays[name])
-    digest.update(f"{name}{value.shape}{value.dtype}".encode())
-    digest.update(value.tobytes())
-  return digest.hexdigest()
-
-
-def non_finite_arrays(arrays: dict[str, np.ndarray]) -> list[str]:
-  """'name (n of m values)' for each array holding NaN or inf."""
-  return [f"{name} ({int((~np.isfinite(value)).sum())} of {value.size} values)"
-          for name, value in sorted(arrays.items()) if not np.isfinite(value).all()]
 
 
 def _close_matches(name: str, known) -> str:
@@ -166,12 +150,12 @@ class PromptSet:
     return {"format": FORMAT, "kind": self.kind, "task_names": list(self.task_names),
             "length": self.length, "embed_dim": self.embed_dim, "rank": self.rank,
             "backbone_config": self.backbone_config, "metadata": self.metadata,
-            "sha256": arrays_digest(self.arrays)}
+            "sha256": arrays_lib.sha256(self.arrays)}
 
   def save(self, path) -> epath.Path:
     """Writes `.safetensors` or `.npz` (by suffix) atomically, locally or on gs://."""
     path = paths.as_path(path)
-    bad = non_finite_arrays(self.arrays)
+    bad = arrays_lib.non_finite(self.arrays)
     if bad:
       raise ValueError(f"Refusing to save prompts with NaN or inf to {path}: "
                        f"{', '.join(bad)}.")
@@ -207,11 +191,11 @@ class PromptSet:
     facts = json.loads(header)
     if facts.get("format") != FORMAT:
       raise PromptFileError(f"{path} has format {facts.get('format')!r}; expected {FORMAT}.")
-    if "sha256" in facts and arrays_digest(arrays) != facts["sha256"]:
+    if "sha256" in facts and arrays_lib.sha256(arrays) != facts["sha256"]:
       raise PromptFileError(f"Prompt file {path} is damaged: its arrays differ from the "
                             "SHA-256 recorded when it was saved. Copy it again, or use an "
                             "earlier prompts/step_N.safetensors of its run.")
-    bad = non_finite_arrays(arrays)
+    bad = arrays_lib.non_finite(arrays)
     if bad:
       raise PromptFileError(f"Prompt file {path} holds NaN or inf in {', '.join(bad)}: it "
                             "comes from a run that diverged. Use an earlier "

@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mpt_jax import arrays
 from mpt_jax import paths
 
 STATE, DATA, RUN, INTEGRITY = "state", "data", "run", "integrity"
@@ -36,12 +37,8 @@ class CorruptCheckpointError(RuntimeError):
   """A checkpoint cannot be trusted: not committed, unreadable, or its checksums fail."""
 
 
-def _sha256(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()
-
-
 def _json_digest(value: dict) -> str:
-  return _sha256(json.dumps(value, sort_keys=True).encode())
+  return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def state_layout(state: Any) -> list[list]:
@@ -50,18 +47,9 @@ def state_layout(state: Any) -> list[list]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(state)]
 
 
-def state_digest(state: Any) -> str:
-  """SHA-256 over every leaf's path, shape, dtype and bytes."""
-  digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-    leaf = np.asarray(leaf)
-    digest.update(f"{jax.tree_util.keystr(path)}{leaf.shape}{leaf.dtype}".encode())
-    digest.update(np.ascontiguousarray(leaf).tobytes())
-  return digest.hexdigest()
-
-
 def integrity_record(state: Any, data_position: dict, run: dict) -> dict:
-  return {"state_sha256": state_digest(state), "data_sha256": _json_digest(data_position),
+  return {"state_sha256": arrays.sha256(arrays.by_path(state)),
+          "data_sha256": _json_digest(data_position),
           "run_sha256": _json_digest(run), "state_layout": state_layout(state)}
 
 
@@ -126,7 +114,7 @@ class RunCheckpoints:
     except Exception as e:  # pylint: disable=broad-except  (the layout matched: damage)
       raise self._corrupt(step, f"reading it failed: {type(e).__name__}: {e}") from e
     state, data = jax.device_get(restored[STATE]), restored[DATA]
-    if state_digest(state) != integrity["state_sha256"]:
+    if arrays.sha256(arrays.by_path(state)) != integrity["state_sha256"]:
       raise self._corrupt(step, "its arrays read back differ from what was saved (SHA-256 "
                           "mismatch)")
     if _json_digest(data) != integrity["data_sha256"]:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mpt_jax import arrays
 from mpt_jax.model import models
 from mpt_jax.prompts import modules as prompt_modules
 from mpt_jax.prompts.prompt_set import PromptSet
@@ -142,10 +143,7 @@ class TrainLoop:
     """Saves the state at `step`, refusing a non-finite one: every checkpoint can be
     resumed from."""
     host = jax.device_get(self.state)
-    bad = [jax.tree_util.keystr(path) for path, leaf in
-           jax.tree_util.tree_leaves_with_path((host.params, host.opt_state))
-           if np.issubdtype(np.asarray(leaf).dtype, np.floating) and
-           not np.isfinite(leaf).all()]
+    bad = arrays.non_finite(arrays.by_path((host.params, host.opt_state)))
     if bad:
       raise NonFiniteLossError(
           f"The prompt or its optimizer state is not finite at step {step} of "

@@ -17,11 +17,6 @@ from tests import helpers
 ROOT = helpers.ROOT
 
 
-def _command(model_dir, backbone, *extra):
-  return [sys.executable, "-m", "mpt_jax.train", "--gin_file=tests/toy.gin",
-          f"--gin.MODEL_DIR='{model_dir}'", f"--gin.BACKBONE='{backbone}'", *extra]
-
-
 @pytest.fixture(name="uninterrupted", scope="module")
 def uninterrupted_toy_run(tmp_path_factory, tiny_backbone_dir):
   """The final prompt of tests/toy.gin's 200 steps, run without interruption."""
@@ -31,9 +26,9 @@ def uninterrupted_toy_run(tmp_path_factory, tiny_backbone_dir):
 
 def _start_and_wait(model_dir, backbone, step, *extra):
   """A toy run in the background, once it has logged `step`."""
-  process = subprocess.Popen(_command(model_dir, backbone, *extra), cwd=ROOT,
-                             stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+  process = subprocess.Popen(helpers.toy_train_command(model_dir, backbone, *extra),
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
   deadline = time.time() + 300
   while (helpers.last_logged_step(model_dir) < step and process.poll() is None and
          time.time() < deadline):
@@ -43,8 +38,8 @@ def _start_and_wait(model_dir, backbone, step, *extra):
 
 
 def _rerun(model_dir, backbone):
-  rerun = subprocess.run(_command(model_dir, backbone), cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
+  rerun = subprocess.run(helpers.toy_train_command(model_dir, backbone), cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   return rerun
 
@@ -92,7 +87,7 @@ def test_sigterm_saves_the_current_step_and_exits_75_then_resumes_bitwise(
 def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, tiny_backbone_dir):
   model_dir = tmp_path / "shared"
   first = _start_and_wait(model_dir, tiny_backbone_dir, 5, "--gin.train.train_steps=1000000")
-  second = subprocess.run(_command(model_dir, tiny_backbone_dir), cwd=ROOT,
+  second = subprocess.run(helpers.toy_train_command(model_dir, tiny_backbone_dir), cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
   still_running = first.poll() is None
   first.kill()
@@ -104,11 +99,12 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path, tiny_backbone
 
 @pytest.mark.xdist_group("subprocesses")
 def test_cli_errors_name_the_problem(tmp_path, tiny_backbone_dir):
-  typo = subprocess.run(_command(tmp_path / "a", tiny_backbone_dir, "--gin.train.trian_steps=3"),
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  typo = subprocess.run(
+      helpers.toy_train_command(tmp_path / "a", tiny_backbone_dir, "--gin.train.trian_steps=3"),
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert typo.returncode != 0 and "trian_steps" in typo.stderr
-  missing = subprocess.run(_command(tmp_path / "b", tmp_path / "missing"), cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
+  missing = subprocess.run(helpers.toy_train_command(tmp_path / "b", tmp_path / "missing"),
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert missing.returncode != 0
   assert "Backbone path" in missing.stderr and "does not exist" in missing.stderr
 

@@ -8,8 +8,8 @@ import safetensors
 import safetensors.numpy
 
 import mpt_jax
+from mpt_jax import arrays as arrays_lib
 from mpt_jax.prompts import modules as prompts
-from mpt_jax.prompts.prompt_set import arrays_digest
 from mpt_jax.prompts.prompt_set import PromptFileError
 from mpt_jax.prompts.prompt_set import PromptSet
 from tests import helpers
@@ -72,7 +72,7 @@ def _edit_arrays(path, edit, recompute_checksum=False):
     arrays = {k: f.get_tensor(k) for k in f.keys()}
   edit(arrays)
   if recompute_checksum:
-    header["sha256"] = arrays_digest(arrays)
+    header["sha256"] = arrays_lib.sha256(arrays)
   safetensors.numpy.save_file(arrays, str(path), metadata={"mpt_jax": json.dumps(header)})
 
 
