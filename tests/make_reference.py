@@ -10,12 +10,16 @@ Outputs:
                     false, a separate lm_head.weight).
   peft_mpt_r1/, peft_mpt_r2/   PEFT MultitaskPromptTuning adapters (num_transformer_submodules=1)
                     on the T5 1.1 model, ranks 1 and 2.
-  reference.npz     inputs and the logits/prompts transformers and PEFT computed.
+  reference.npz     inputs and the logits/prompts transformers and PEFT computed, the
+                    tokens `generate` decodes (greedy and beam search, with and without
+                    the PEFT prompt), and the logits of adapters that mpt_jax exported,
+                    loaded back with AutoPeftModelForSeq2SeqLM.
 """
 
 import copy
 import json
 import pathlib
+import tempfile
 
 import numpy as np
 import peft
@@ -23,12 +27,16 @@ import safetensors.torch
 import torch
 import transformers
 
+import mpt_jax
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 COMMON = dict(vocab_size=128, d_model=32, d_kv=6, d_ff=48, num_heads=4, num_layers=2,
               num_decoder_layers=3, relative_attention_num_buckets=8,
               relative_attention_max_distance=20, dropout_rate=0.1, layer_norm_epsilon=1e-6,
               decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 NUM_TASKS, PROMPT_LENGTH = 3, 4
+NEW_TOKENS, BEAM_SIZES = 8, (1, 2, 4)
+EXPORTED_TASKS = ("rte", "mrpc", "cola")
 
 
 def make_inputs(rng):
@@ -121,6 +129,54 @@ def write_peft(model, rank, arrays, inputs, targets):
           labels=torch.tensor(targets), task_ids=task_ids).logits.numpy()
 
 
+def _generate(model, encoder, num_beams, **kwargs):
+  """transformers' decoding at length_penalty 0: HF divides a beam's log-likelihood by
+  length**penalty, t5x by ((5 + length) / 6)**alpha, and at 0 both rank by likelihood.
+  Without the KV cache: transformers 5.23 sizes it by the encoder's layer count, and
+  these fixtures' decoder has one layer more."""
+  with torch.no_grad():
+    out = model.generate(input_ids=torch.tensor(encoder),
+                         attention_mask=torch.tensor(encoder > 0).long(), num_beams=num_beams,
+                         max_new_tokens=NEW_TOKENS, do_sample=False, use_cache=False,
+                         **({"length_penalty": 0.0} if num_beams > 1 else {}), **kwargs)
+  return out[:, 1:].numpy()  # without the decoder start token
+
+
+def write_generation(model, arrays, encoder):
+  """Greedy (1 beam) and beam-search tokens of the T5 1.1 model, alone and with the
+  rank-1 PEFT MPT adapter for each task."""
+  prompted = peft.PeftModel.from_pretrained(copy.deepcopy(model), FIXTURES / "peft_mpt_r1")
+  prompted.eval()
+  for beams in BEAM_SIZES:
+    arrays[f"generate/t5_1_1/beams{beams}"] = _generate(model, encoder, beams)
+    for task in range(NUM_TASKS):
+      task_ids = torch.full((len(encoder),), task)
+      arrays[f"generate/peft_r1/task{task}/beams{beams}"] = _generate(
+          prompted, encoder, beams, task_ids=task_ids)
+
+
+def write_exported_adapters(arrays, encoder, targets):
+  """Adapters mpt_jax exports from the rank-2 PEFT adapter (one MPT adapter, and the
+  merged per-task prompt-tuning adapters), each loaded by AutoPeftModelForSeq2SeqLM
+  from its own base_model_name_or_path: the logits it computes for every task."""
+  prompts = mpt_jax.load_prompts(FIXTURES / "peft_mpt_r2", task_names=list(EXPORTED_TASKS))
+  base = str(FIXTURES / "hf_t5_1_1")
+  with tempfile.TemporaryDirectory() as tmp:
+    mpt_dir, = mpt_jax.export_peft(prompts, f"{tmp}/mpt", base_model_name_or_path=base)
+    merged_dirs = mpt_jax.export_peft(prompts.to_merged(), f"{tmp}/merged",
+                                      base_model_name_or_path=base)
+    mpt = peft.AutoPeftModelForSeq2SeqLM.from_pretrained(mpt_dir).eval()
+    for task, merged_dir in enumerate(merged_dirs):
+      merged = peft.AutoPeftModelForSeq2SeqLM.from_pretrained(merged_dir).eval()
+      batch = dict(input_ids=torch.tensor(encoder),
+                   attention_mask=torch.tensor(encoder > 0).long(),
+                   labels=torch.tensor(targets))
+      with torch.no_grad():
+        arrays[f"exported/mpt/logits_task{task}"] = mpt(
+            **batch, task_ids=torch.full((len(encoder),), task)).logits.numpy()
+        arrays[f"exported/merged/logits_task{task}"] = merged(**batch).logits.numpy()
+
+
 def main():
   torch.manual_seed(0)
   rng = np.random.default_rng(0)
@@ -137,6 +193,8 @@ def main():
   model = write_t5_1_1(arrays, inputs)
   for rank in (1, 2):
     write_peft(model, rank, arrays, inputs, targets)
+  write_generation(model, arrays, encoder)
+  write_exported_adapters(arrays, encoder, targets)
   np.savez(FIXTURES / "reference.npz", **arrays)
   print("wrote", sorted(p.name for p in FIXTURES.iterdir()))
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpt_jax import arrays
-from mpt_jax import paths
+from mpt_jax.backbone import hub
 from mpt_jax.backbone import huggingface
 from mpt_jax.backbone import params as params_lib
 from mpt_jax.backbone import t5x_checkpoint
@@ -97,11 +97,13 @@ def _as_config(config) -> Optional[T5Config]:
 def load_backbone(path, config: Union[None, str, T5Config] = None) -> Backbone:
   """Loads a HuggingFace T5 directory or a T5X checkpoint (legacy or orbax).
 
+  `path` may also be a hub id ('google/t5-v1_1-base') or a model's directory in the
+  HuggingFace cache (models--org--name), read from the local cache only (see hub.py).
   `config` (a T5Config or a name such as 't5_1_1_base') is needed only where the
   checkpoint lacks it: HF directories carry config.json; for T5X checkpoints it is
   inferred from the parameter shapes unless given.
   """
-  path = paths.as_path(path)
+  source, path = hub.resolve(path)
   if not path.exists():
     raise FileNotFoundError(f"Backbone path {path} does not exist.")
   config = _as_config(config)
@@ -110,13 +112,13 @@ def load_backbone(path, config: Union[None, str, T5Config] = None) -> Backbone:
     if config is not None and config.replace(dropout_rate=0) != hf_config.replace(
         dropout_rate=0):
       raise ValueError(f"{path}/config.json describes {hf_config}, not the given {config}.")
-    return Backbone(config or hf_config, params, str(path))
+    return Backbone(config or hf_config, params, source)
   if t5x_checkpoint.is_t5x_checkpoint(path):
     flat = {k: v for k, v in t5x_checkpoint.read_t5x_params(path).items()
             if k.split("/")[0] not in _PROMPT_SUBTREES}
     config = config or t5x_checkpoint.infer_config(flat)
     params_lib.check_params(flat, config, str(path))
-    return Backbone(config, params_lib.unflatten(flat), str(path))
+    return Backbone(config, params_lib.unflatten(flat), source)
   raise ValueError(
       f"{path} is neither a HuggingFace T5 directory (config.json + model.safetensors) "
       "nor a T5X checkpoint (checkpoint_N/checkpoint or checkpoint_N/state).")

@@ -72,11 +72,18 @@ class PromptTuningModel:
     return losses.sequence_log_likelihood(logits, batch["decoder_target_tokens"],
                                           batch["decoder_loss_weights"])
 
-  def predict_batch(self, params, batch, max_decode_length: int, eos_id: int = 1):
-    """Greedy decoding with the KV cache: token ids [B, max_decode_length]."""
+  def predict_batch_with_aux(self, params, batch, max_decode_length: int, *,
+                             decoding_config: decoding.DecodingConfig = decoding.DecodingConfig(),
+                             rng=None, eos_id: int = 1):
+    """(token ids [B, max_decode_length], {'scores': log-likelihood [B]}), decoded with
+    the KV cache as `decoding_config` says. Each example is prompted by its own task id,
+    so one batch may mix tasks."""
     net = self.network
     encoded, mask = net.apply({"params": params}, batch["encoder_input_tokens"],
                               batch["task_ids"], method=net.encode_prompted)
+    beams = decoding_config.beam_size if decoding_config.method == "beam" else 1
+    if beams > 1:  # row b * k + j is beam j of example b
+      encoded, mask = jnp.repeat(encoded, beams, axis=0), jnp.repeat(mask, beams, axis=0)
 
     def step(cache, tokens, position):
       variables = {"params": params, **({"cache": cache} if cache is not None else {})}
@@ -85,8 +92,24 @@ class PromptTuningModel:
           max_decode_length=max_decode_length, method=net.decode, mutable=["cache"])
       return logits[:, 0], mutated["cache"]
 
-    return decoding.greedy(step, batch["encoder_input_tokens"].shape[0],
-                           max_decode_length, eos_id)
+    decoded = decoding.decode(step, batch["encoder_input_tokens"].shape[0], max_decode_length,
+                              decoding_config, rng=rng, eos_id=eos_id,
+                              gather_cache=_gather_self_attention_cache)
+    return decoded.tokens, {"scores": decoded.log_probs}
+
+  def predict_batch(self, params, batch, max_decode_length: int, eos_id: int = 1, **kwargs):
+    """Token ids [B, max_decode_length]; arguments as `predict_batch_with_aux`."""
+    return self.predict_batch_with_aux(params, batch, max_decode_length, eos_id=eos_id,
+                                       **kwargs)[0]
+
+
+def _gather_self_attention_cache(cache, rows):
+  """Reorders the decoder's self-attention caches to the chosen beams. The cross-attention
+  keys and values are the same for every beam of an example, so they stay in place."""
+  def gather(path, x):
+    cached = jax.tree_util.keystr(path[-1:]).startswith("['cached_")
+    return jnp.take(x, rows, axis=0) if cached else x
+  return jax.tree_util.tree_map_with_path(gather, cache)
 
 
 def _token_metrics(logits, batch):

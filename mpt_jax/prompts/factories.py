@@ -158,7 +158,7 @@ def module_for(prompt_set: PromptSet):
   if prompt_set.kind == prompt_modules.SinglePrompt.kind:
     return prompt_modules.SinglePrompt(prompt_set.length, prompt_set.embed_dim,
                                 initializers.from_array(a["prompt"]))
-  if prompt_set.kind == prompt_modules.PromptBank.kind:
+  if prompt_set.kind in (prompt_modules.PromptBank.kind, "merged"):
     return prompt_modules.PromptBank(prompt_set.num_tasks, prompt_set.length, prompt_set.embed_dim,
                               bank_init=initializers.from_array(a["prompts"]))
   return prompt_modules.DecomposedPrompt(

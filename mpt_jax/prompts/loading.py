@@ -14,15 +14,22 @@ class BackboneMismatchError(ValueError):
   """A prompt file records another backbone than the one in use."""
 
 
-def load_prompts(path) -> PromptSet:
-  """Our prompt file (.safetensors / .npz) or a PEFT adapter directory."""
+def load_prompts(path, task_names=None) -> PromptSet:
+  """Our prompt file (.safetensors / .npz), a PEFT adapter directory, or a folder of
+  one-task PEFT adapters (as `export_peft` writes for a bank). `task_names` renames the
+  tasks: a list in task-id order, or a mapping such as {'task_0': 'rte'} for an adapter
+  PEFT trained, which records no names."""
   path = paths.as_path(path)
   if path.is_dir():
     if peft.is_peft_adapter(path):
-      return peft.read_peft_adapter(path)
-    raise FileNotFoundError(f"{path} is a directory without {peft.CONFIG_FILE}; "
-                            "pass a prompt file or a PEFT adapter directory.")
-  return PromptSet.load(path)
+      return peft.read_peft_adapter(path, task_names)
+    if peft.adapter_subfolders(path):
+      return peft.read_adapter_folder(path, task_names)
+    raise FileNotFoundError(f"{path} is a directory without {peft.CONFIG_FILE} or adapter "
+                            "subdirectories; pass a prompt file, a PEFT adapter directory "
+                            "or a folder of them.")
+  prompts = PromptSet.load(path)
+  return prompts.with_task_names(task_names) if task_names is not None else prompts
 
 
 @gin.configurable

@@ -31,6 +31,8 @@ KINDS = {
     "single": ("prompt",),
     "bank": ("prompts",),
     "decomposed": (prompt_modules.SHARED, prompt_modules.TASK_COLS, prompt_modules.TASK_ROWS),
+    # Each task's P* ∘ U_k V_k computed once: the serving form, used as a bank.
+    "merged": ("prompts",),
 }
 
 
@@ -74,7 +76,7 @@ class PromptSet:
     a = self.arrays
     if self.kind == "single":
       expected = {"prompt": 2}
-    elif self.kind == "bank":
+    elif self.kind in ("bank", "merged"):
       expected = {"prompts": 3}
     else:
       expected = {prompt_modules.TASK_COLS: 3, prompt_modules.TASK_ROWS: 3}
@@ -117,8 +119,9 @@ class PromptSet:
   def num_tasks(self) -> int:
     if self.kind == "single":
       return 1
-    return next(iter(self.arrays.values())).shape[0] if self.kind == "bank" else \
-        self.arrays[prompt_modules.TASK_COLS].shape[0]
+    if self.kind == "decomposed":
+      return self.arrays[prompt_modules.TASK_COLS].shape[0]
+    return self.arrays["prompts"].shape[0]
 
   # --- prompts -----------------------------------------------------------------
   def merged(self) -> np.ndarray:
@@ -126,9 +129,35 @@ class PromptSet:
     a = self.arrays
     if self.kind == "single":
       return a["prompt"][None]
-    if self.kind == "bank":
+    if self.kind in ("bank", "merged"):
       return a["prompts"]
     return prompt_modules.merge_decomposed(*(a[n] for n in KINDS["decomposed"]), xp=np)
+
+  def to_merged(self) -> "PromptSet":
+    """The `merged` kind: one l x d prompt per task, so that serving skips the
+    Hadamard product (same prompts, to float32 rounding). Single, bank and merged
+    prompts already have that form and are returned as they are."""
+    if self.kind != "decomposed":
+      return self
+    return PromptSet("merged", {"prompts": self.merged()}, self.task_names,
+                     self.backbone_config, {**self.metadata, "merged_from": self.kind})
+
+  def with_task_names(self, task_names) -> "PromptSet":
+    """The same prompts under other names: a list in task-id order, or a mapping from
+    current names (or ids) to new ones, e.g. {'task_0': 'rte'} for a PEFT adapter."""
+    if isinstance(task_names, dict):
+      renamed = list(self.task_names)
+      for old, new in task_names.items():
+        known = old in self.task_names
+        renamed[self.task_names.index(old) if known else self.task_index(old)] = new
+    else:
+      renamed = list(task_names)
+      if len(renamed) != len(self.task_names):
+        raise ValueError(f"{len(renamed)} task names given for a prompt with "
+                         f"{len(self.task_names)} tasks {list(self.task_names)}.")
+    if len(set(renamed)) != len(renamed):
+      raise ValueError(f"Task names must be distinct, got {renamed}.")
+    return dataclasses.replace(self, task_names=tuple(renamed))
 
   def task_index(self, task: Union[str, int]) -> int:
     if isinstance(task, (int, np.integer)):

@@ -119,3 +119,12 @@ def test_a_prompt_set_of_strided_views_saves_their_values(tmp_path):
   bank = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)[:, :4]
   saved = PromptSet("bank", {"prompts": bank}, ["a", "b"]).save(tmp_path / "p.safetensors")
   np.testing.assert_array_equal(PromptSet.load(saved).arrays["prompts"], bank)
+
+
+def test_only_a_decomposed_prompt_changes_when_merged():
+  decomposed = helpers.decomposed_set()
+  merged = decomposed.to_merged()
+  assert merged.kind == "merged" and merged.task_names == decomposed.task_names
+  np.testing.assert_allclose(merged.merged(), decomposed.merged(), rtol=1e-6)
+  bank = PromptSet("bank", {"prompts": np.ones((2, 3, 4))}, ["a", "b"])
+  assert bank.to_merged() is bank and merged.to_merged() is merged
