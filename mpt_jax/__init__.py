@@ -17,5 +17,14 @@ from mpt_jax.prompts.loading import load_prompts
 from mpt_jax.prompts.peft import export_peft
 from mpt_jax.prompts.prompt_set import PromptSet
 
-__all__ = ["Backbone", "PromptSet", "T5Config", "export_peft", "load_backbone",
-           "load_prompts", "named_config", "random_backbone"]
+__all__ = ["Backbone", "Predictor", "PromptSet", "T5Config", "export_peft", "load_backbone",
+           "load_prompts", "named_config", "predict", "random_backbone"]
+
+
+def __getattr__(name):
+  """`predict` and `Predictor`, imported on first use: they bring in seqio and TensorFlow,
+  which the rest of the API does without."""
+  if name in ("predict", "Predictor"):
+    from mpt_jax import inference  # pylint: disable=g-import-not-at-top
+    return getattr(inference, name)
+  raise AttributeError(f"module 'mpt_jax' has no attribute {name!r}")

@@ -27,9 +27,9 @@ from mpt_jax.prompts.prompt_set import PromptSet
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
-TASKS_FILE = "mpt_jax_tasks.json"
+TASKS_FILE = "mpt_jax_tasks.json"  # a folder of per-task adapters: their task-id order
 _MPT_ONLY_FIELDS = ("num_tasks", "num_ranks", "prompt_tuning_init_task",
-                    "prompt_tuning_init_state_dict_path")  # a folder of per-task adapters: their task-id order
+                    "prompt_tuning_init_state_dict_path")
 _PEFT_TO_OURS = {"prompt_embeddings": prompt_modules.SHARED,
                  "prefix_task_cols": prompt_modules.TASK_COLS,
                  "prefix_task_rows": prompt_modules.TASK_ROWS}

@@ -1,5 +1,6 @@
 """Evaluation through seqio.Evaluator: one evaluator per task, each feeding that
-task's id to the prompt, with batched greedy decoding, scoring, or rank
+task's id to the prompt, with batched decoding (greedy unless DecodingConfig says
+otherwise), scoring, or rank
 classification (score every label string, predict the most likely), run on the
 mesh by jitted predict and score functions.
 """
@@ -11,6 +12,7 @@ import jax
 import numpy as np
 import seqio
 
+from mpt_jax.model import decoding
 from mpt_jax.model import models
 from mpt_jax.runtime.features import TaskIdFeatureConverter
 from mpt_jax.runtime.inputs import MODEL_FEATURES
@@ -22,23 +24,41 @@ PredictFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # -> tokens [B, L]
 ScoreFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # -> log-likelihood [B]
 
 
+def mesh_decode_fn(setup: RunSetup, max_decode_length: int,
+                   decoding_config: Optional[decoding.DecodingConfig] = None):
+  """A host function (trainable prompt, global numpy batch, batch number) -> (tokens
+  [B, L], log-likelihoods [B]), jitted once over the run's mesh per batch shape.
+  Sampling draws from a key of (seed, batch number), so a rerun draws the same."""
+  config = decoding_config or decoding.DecodingConfig()
+  partitioner = setup.partitioner
+  shardings = (setup.prompt_shardings, setup.frozen_shardings, partitioner.batch_sharding,
+               partitioner.replicated)
+  jitted = jax.jit(lambda t, f, b, rng: setup.model.predict_batch_with_aux(
+      models.merge(t, f), b, max_decode_length, decoding_config=config, rng=rng),
+      in_shardings=shardings, out_shardings=partitioner.replicated)
+  seed = jax.random.PRNGKey(config.seed)
+
+  def run(trainable, batch, batch_number: int = 0):
+    rng = np.asarray(jax.random.fold_in(seed, batch_number))
+    global_batch = partitioner.global_batch(_local_rows(batch))
+    tokens, aux = jitted(trainable, setup.frozen, global_batch, rng)
+    return np.asarray(tokens), np.asarray(aux["scores"])
+  return run
+
+
 def mesh_eval_fns(setup: RunSetup, max_decode_length: int):
   """(predict, score) host functions of (trainable prompt, global numpy batch), each
-  jitted once over the run's mesh."""
+  jitted once over the run's mesh; predict decodes as `DecodingConfig` is bound."""
   partitioner = setup.partitioner
+  decode = mesh_decode_fn(setup, max_decode_length)
   shardings = (setup.prompt_shardings, setup.frozen_shardings, partitioner.batch_sharding)
-  predict = jax.jit(lambda t, f, b: setup.model.predict_batch(
-      models.merge(t, f), b, max_decode_length),
-      in_shardings=shardings, out_shardings=partitioner.replicated)
   score = jax.jit(lambda t, f, b: setup.model.score_batch(models.merge(t, f), b),
                   in_shardings=shardings, out_shardings=partitioner.replicated)
 
-  def on_host(jitted):
-    def run(trainable, batch):
-      global_batch = partitioner.global_batch(_local_rows(batch))
-      return np.asarray(jitted(trainable, setup.frozen, global_batch))
-    return run
-  return on_host(predict), on_host(score)
+  def score_on_host(trainable, batch):
+    global_batch = partitioner.global_batch(_local_rows(batch))
+    return np.asarray(score(trainable, setup.frozen, global_batch))
+  return (lambda trainable, batch: decode(trainable, batch)[0]), score_on_host
 
 
 def _local_rows(batch):

@@ -9,7 +9,6 @@ model object instead, so that one implementation of the method serves both runti
 import dataclasses
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 from t5x import metrics as t5x_metrics
 from t5x import models as t5x_models
@@ -17,6 +16,7 @@ from t5x import models as t5x_models
 from mpt_jax.backbone import t5x_checkpoint
 from mpt_jax.backbone.config import T5Config
 from mpt_jax.model import models
+from mpt_jax.model.decoding import DecodingConfig
 from mpt_jax.runtime import setup
 from mpt_jax.runtime.configs import ModelConfig
 from mpt_jax.runtime.features import TaskIdFeatureConverter
@@ -95,11 +95,14 @@ class MptEncoderDecoderModel(t5x_models.EncoderDecoderModel):
   def predict_batch_with_aux(self, params, batch, rng=None, decoder_params=None,
                              return_all_decodes=None, num_decodes=None,
                              prompt_with_targets=False):
-    """Greedy decoding with the KV cache (mpt_jax's decoder; no beam search)."""
-    del rng, decoder_params
-    if (num_decodes or 1) > 1 or return_all_decodes or prompt_with_targets:
-      raise ValueError("mpt_jax's t5x model decodes greedily: one decode, no target "
+    """Decoding with the KV cache (mpt_jax's decoder): greedy, or beam search with
+    `num_decodes` beams and t5x's rules (`decoder_params={'alpha': ...}`, 0.6 by default).
+    The scores are the predictions' log-likelihoods."""
+    if return_all_decodes or prompt_with_targets:
+      raise ValueError("mpt_jax's t5x model returns the best decode only, without target "
                        "prompting.")
+    config = DecodingConfig(beam_size=num_decodes or 1,
+                            alpha=(decoder_params or {}).get("alpha", 0.6))
     length = self.max_decode_length or batch["decoder_input_tokens"].shape[1]
-    tokens = self.mpt.predict_batch(params, batch, length, self.output_vocabulary.eos_id)
-    return tokens, {"scores": jnp.zeros(tokens.shape[0], jnp.float32)}
+    return self.mpt.predict_batch_with_aux(params, batch, length, decoding_config=config,
+                                           rng=rng, eos_id=self.output_vocabulary.eos_id)

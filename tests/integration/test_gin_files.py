@@ -15,10 +15,11 @@ from tests import helpers
 GIN = cli.package_gin_dir()
 REQUIRED = ["MODEL_DIR='/tmp/x'", "BACKBONE='/tmp/b'", "TEACHER_PROMPTS='/tmp/t'",
             "SOURCE_PROMPTS='/tmp/s'", "TARGET_MIXTURE='glue_mpt'", "SPOT_SOURCES='s'",
-            "TARGET_TASKS=['mpt_glue_rte']", "PROMPTS='/tmp/p'", "ROOT_DIR='/tmp/r'"]
+            "TARGET_TASKS=['mpt_glue_rte']", "PROMPTS='/tmp/p'", "ROOT_DIR='/tmp/r'",
+            "OUTPUT='/tmp/o.jsonl'"]
 # few_shot.gin completes a method file; common.gin is included by every stage file.
 STAGES = sorted(p.name for p in (GIN / "runs").glob("*.gin")
-                if p.name not in ("common.gin", "few_shot.gin", "eval.gin"))
+                if p.name not in ("common.gin", "few_shot.gin", "eval.gin", "infer.gin"))
 SIZES = [f"models/{p.name}" for p in sorted((GIN / "models").glob("*.gin"))] + [
     "smoke/synthetic.gin", "smoke/synthetic_spm.gin"]
 # Parses each list of files as cli.parse_gin does (task modules first), then reads a
@@ -63,6 +64,12 @@ def test_stage_files_parse_for_train_with_every_model_file():
 def test_the_eval_file_parses_for_eval_with_every_model_file():
   combos = [["runs/eval.gin", size] for size in SIZES]
   assert _parse_in_process("mpt_jax.eval", combos, "evaluate.prompts") == []
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_the_infer_file_parses_for_infer_with_every_model_file():
+  combos = [["runs/infer.gin", size] for size in SIZES]
+  assert _parse_in_process("mpt_jax.infer", combos, "DecodingConfig.beam_size") == []
 
 
 @pytest.mark.xdist_group("subprocesses")

@@ -2,8 +2,11 @@
 --gin_file=pipelines/paper_t5_base.gin` with the real task catalog, shrunk only by gin
 bindings (a tiny random backbone, two sources, two targets, few steps, one few-shot
 setting), on mocked TFDS data for every dataset it names (tests/mocked_tfds_site). Every
-stage gin file in runs/ runs once along the way; one session fixture runs it all."""
+stage gin file in runs/ runs once along the way; one session fixture runs it all. Then
+`python -m mpt_jax.infer --gin_file=runs/infer.gin` predicts a catalog split with one of
+the adapted prompts."""
 
+import json
 import os
 import pathlib
 import re
@@ -78,9 +81,33 @@ def test_every_stage_gin_file_ran_through_a_command(paper_run):
   started = [line for line in completed.stderr.splitlines() if "] starting: mpt_jax." in line]
   used = {f for line in started for f in re.findall(r"--gin_file=(runs/\S+\.gin)", line)}
   assert used == {f"runs/{p.name}" for p in (ROOT / "gin" / "runs").glob("*.gin")
-                  if p.name != "common.gin"}  # included by the others
+                  if p.name not in ("common.gin", "infer.gin")}  # included; run below
   assert any(line.split("starting: ")[1].startswith("mpt_jax.eval --gin_file=runs/eval.gin")
              for line in started)
+
+
+@pytest.mark.xdist_group("paper_pipeline")
+def test_infer_predicts_a_catalog_split_with_an_adapted_prompt(paper_run, tmp_path):
+  root, completed = paper_run
+  assert completed.returncode == 0, completed.stderr[-4000:]
+  run = root / "adapt" / "mpt" / "full" / "seed0"
+  tasks = json.loads((run / "tasks.json").read_text())["tasks"]
+  output = tmp_path / "predictions.jsonl"
+  inferred = subprocess.run(
+      [sys.executable, "-m", "mpt_jax.infer", "--gin_file=runs/infer.gin",
+       "--gin.TASK_MODULES=['tasks.catalog', 'tests.catalog_subset']",
+       f"--gin.BACKBONE='{root.parent / 'backbone'}'", f"--gin.PROMPTS='{run}'",
+       f"--gin.OUTPUT='{output}'", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+       "--gin.infer.num_examples=3", "--gin.DecodingConfig.beam_size=2",
+       f"--sentencepiece_model={root.parent / 'spm' / 'spm.model'}"],
+      cwd=ROOT, env=mocked_env(), capture_output=True, text=True, timeout=600)
+  assert inferred.returncode == 0, inferred.stderr[-4000:]
+  rows = [json.loads(line) for line in output.read_text().splitlines()]
+  assert [r["task"] for r in rows] == [t for t in tasks for _ in range(3)]
+  for row in rows:  # ATTEMPT's format of a mocked validation example, with its label
+    assert row["inputs"].startswith(row["task"].split("_")[-1] + " ") and row["targets"]
+    assert isinstance(row["prediction"], str) and row["score"] < 0
+  assert not ERROR_LINE.findall(inferred.stderr)
 
 
 @pytest.mark.xdist_group("paper_pipeline")

@@ -14,4 +14,4 @@ def test_the_api_snippet_runs(monkeypatch, capsys):
   monkeypatch.chdir(ROOT)
   exec(compile(code, "README.md", "exec"), {})  # pylint: disable=exec-used
   printed = capsys.readouterr().out.splitlines()
-  assert printed == ["gated-gelu 32", "decomposed ('task_0', 'task_1', 'task_2') 4"]
+  assert printed == ["gated-gelu 32", "decomposed ('task_0', 'task_1', 'task_2') 4", "2 str"]

@@ -1,10 +1,12 @@
 """Evaluation: rank classification, greedy outputs, the average, the mesh-jitted functions."""
 
+import gin
 import jax
 import numpy as np
 import pytest
 
 from mpt_jax.model import models
+from mpt_jax.model.decoding import DecodingConfig
 from mpt_jax.prompts import modules as prompts
 from mpt_jax.runtime import evaluation
 from mpt_jax.runtime import setup as setup_lib
@@ -167,3 +169,24 @@ def test_mesh_eval_fns_agree_with_the_models_own_score_and_predict(hf_t5_1_1, re
   np.testing.assert_allclose(other_scores, direct_score(
       models.merge(other, hf_t5_1_1.params), batch), rtol=1e-5)
   assert np.abs(other_scores - scores).max() > 1e-4
+
+
+def test_evaluation_decodes_as_the_gin_bound_decoding_config_says(hf_t5_1_1, reference):
+  d = hf_t5_1_1.config.d_model
+  module = prompts.PromptBank(3, 4, d, initializer=jax.nn.initializers.normal(1.0))
+  setup = setup_lib.build_setup(hf_t5_1_1, ["toy_vowel", "toy_first", "toy_upper"], module,
+                                ModelConfig(), Partitioner())
+  batch = helpers.toy_batch(reference)
+  params = models.merge(setup.initial_prompt, hf_t5_1_1.params)
+  with gin.unlock_config():
+    gin.bind_parameter("DecodingConfig.beam_size", 4)
+    gin.bind_parameter("DecodingConfig.alpha", 0.0)
+  try:
+    predict, _ = evaluation.mesh_eval_fns(setup, max_decode_length=6)
+  finally:
+    gin.clear_config()
+  beam = jax.jit(lambda p, b: setup.model.predict_batch(
+      p, b, 6, decoding_config=DecodingConfig(beam_size=4, alpha=0.0)))(params, batch)
+  greedy = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 6))(params, batch)
+  np.testing.assert_array_equal(predict(setup.initial_prompt, batch), beam)
+  assert not np.array_equal(np.asarray(beam), np.asarray(greedy))  # the binding matters

@@ -23,6 +23,7 @@ from t5x import adafactor
 import mpt_jax
 from mpt_jax.backbone import t5x_checkpoint
 from mpt_jax.model import models
+from mpt_jax.model.decoding import DecodingConfig
 from mpt_jax.prompts import factories
 from mpt_jax.prompts import modules as prompts
 from mpt_jax.t5x import models as t5x_wrapper
@@ -61,6 +62,30 @@ def test_wrapper_and_builtin_runtime_give_the_same_loss(reference, distill):
   # The task ids reach the prompt: another assignment gives another loss.
   other = {**batch, "task_ids": np.array([2, 2, 0], np.int32)}
   assert abs(float(wrapper.loss_fn(params, other, None)[0]) - float(t5x_loss)) > 1e-4
+
+
+def test_the_wrappers_decoding_is_mpt_jaxs_greedy_or_beam_search(reference):
+  backbone = mpt_jax.load_backbone(FIXTURES / "hf_t5_1_1")
+  adapter = mpt_jax.load_prompts(FIXTURES / "peft_mpt_r1")
+  mpt = models.PromptTuningModel(backbone.config.replace(dropout_rate=0.0),
+                                 factories.module_for(adapter))
+  wrapper = t5x_wrapper.MptEncoderDecoderModel(
+      mpt, seqio.ByteVocabulary(), seqio.ByteVocabulary(), adafactor.Adafactor())
+  batch = _batch(reference)
+  variables = wrapper.get_initial_variables(jax.random.PRNGKey(0),
+                                            {k: v.shape for k, v in batch.items()})
+  params = {**variables["params"], **backbone.params}
+  for beams in (1, 3):
+    tokens, aux = wrapper.predict_batch_with_aux(params, batch, num_decodes=beams,
+                                                 decoder_params={"alpha": 0.0})
+    expected, expected_aux = mpt.predict_batch_with_aux(
+        params, batch, batch["decoder_input_tokens"].shape[1],
+        decoding_config=DecodingConfig(beam_size=beams, alpha=0.0))
+    np.testing.assert_array_equal(np.asarray(tokens), np.asarray(expected))
+    np.testing.assert_allclose(aux["scores"], expected_aux["scores"], rtol=1e-6)
+    assert np.all(np.asarray(aux["scores"]) < 0)
+  with pytest.raises(ValueError, match="returns the best decode only"):
+    wrapper.predict_batch_with_aux(params, batch, num_decodes=2, return_all_decodes=True)
 
 
 def _t5x_train(stage, model_dir, backbone_ckpt, mixture, *bindings):
