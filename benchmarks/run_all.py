@@ -1,5 +1,6 @@
-"""`make bench`: runs the JAX benchmark and, where the `reference` extra is installed,
-the PyTorch/PEFT one, then prints one table of ratios measured in this run.
+"""`make bench`: runs the JAX benchmarks (training steps, decoding) and, where the
+`reference` extra is installed, their PyTorch/PEFT counterparts, then prints one table of
+ratios measured in this run.
 
 The PEFT side runs with $REFERENCE_PYTHON, else .venv-reference/bin/python (made by
 `make fixtures`); without either it is reported as skipped.
@@ -29,7 +30,11 @@ def _reference_python():
   return None
 
 
-def rows(jax_result: dict, peft_result) -> list[tuple[str, str, str]]:
+DECODERS = {"greedy": "greedy", "beam4": "beam-4"}
+
+
+def rows(jax_result: dict, peft_result, decode_result: dict,
+         peft_decode_result) -> list[tuple[str, str, str]]:
   s = jax_result["seconds"]
   peak = jax_result["matmul_flops_per_second"]
   achieved = jax_result["pt_step_flops"] / s["pt_step"]
@@ -47,6 +52,11 @@ def rows(jax_result: dict, peft_result) -> list[tuple[str, str, str]]:
                   f"{bound:.2f}", ""))
   else:
     table.append(("our step / PyTorch+PEFT step", "skipped (no reference extra)", "<= 0.6"))
+  ours = decode_result["tokens_per_second"]
+  theirs = peft_decode_result["tokens_per_second"] if peft_decode_result else None
+  for key, name in DECODERS.items():
+    ratio = f"{ours[key] / theirs[key]:.2f}" if theirs else "skipped (no reference extra)"
+    table.append((f"decode tokens/s, {name}: ours / HF generate+PEFT", ratio, ">= 2"))
   table += [
       ("peak resident memory of the step process", f"{jax_result['peak_rss_mb']:.0f} MB", ""),
       ("checkpoint size on disk (prompt + optimizer state)",
@@ -60,6 +70,8 @@ def main():
   jax_result = _run(sys.executable, "prompt_step.py")
   reference = _reference_python()
   peft_result = _run(reference, "peft_step.py") if reference else None
+  decode_result = _run(sys.executable, "decode.py")
+  peft_decode_result = _run(reference, "peft_decode.py") if reference else None
   s = jax_result["seconds"]
   print("T5-small shape, batch 8, inputs 256 + prompt 100, targets 8, float32, this CPU")
   print(f"times (s): forward {s['pt_forward']:.3f}, step {s['pt_step']:.3f}, student "
@@ -67,10 +79,15 @@ def main():
         f"matmul peak {jax_result['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s"
         + (f"; PEFT step {peft_result['step']:.3f}, forward {peft_result['forward']:.3f}"
            if peft_result else ""))
+  ours = decode_result["tokens_per_second"]
+  hf = peft_decode_result["tokens_per_second"] if peft_decode_result else None
+  print("decode tokens/s (32 new tokens): " + ", ".join(
+      f"{name} {ours[key]:.0f}" + (f", HF {name} {hf[key]:.0f}" if hf else "")
+      for key, name in DECODERS.items()))
   print()
   print("| measure | value | target |")
   print("|---|---|---|")
-  for name, value, target in rows(jax_result, peft_result):
+  for name, value, target in rows(jax_result, peft_result, decode_result, peft_decode_result):
     print(f"| {name} | {value} | {target} |")
 
 

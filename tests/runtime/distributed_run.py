@@ -4,7 +4,9 @@
 
 CONFIG_JSON: {"devices": 8, "backbone": ..., "runs": [{"model_dir": ..., "mesh_shape":
 [2, 4] | null, "use_devices": 1 | null, "num_input_shards": 2, "train_steps": 6}],
-"coordinator": "localhost:port" (optional), "process_count": 2, "process_index": 0}.
+"coordinator": "localhost:port" (optional), "process_count": 2, "process_index": 0,
+"infer": {"output": ..., "prompts": ..., "split": "validation", "mesh_shape": [2, 4] |
+null} (optional, after the runs)}.
 Writes each run's final prompts to <model_dir>/prompts.safetensors and its losses
 to <model_dir>/train.jsonl (process 0). A run stopped by SIGTERM prints
 "preempted <process index> <step>" and exits with the preempted status.
@@ -41,4 +43,12 @@ for run in config["runs"]:
   except preemption.Preempted as e:
     print("preempted", jax.process_index(), e.step, flush=True)
     sys.exit(preemption.PREEMPTED_EXIT_CODE)
+if "infer" in config:
+  from mpt_jax import infer as infer_lib  # pylint: disable=g-import-not-at-top
+  spec = config["infer"]
+  mesh_shape = tuple(spec["mesh_shape"]) if spec.get("mesh_shape") else None
+  infer_lib.infer(spec["output"], prompts=spec["prompts"], backbone=config["backbone"],
+                  task_feature_lengths=helpers.TOY_LENGTHS, split=spec.get("split",
+                                                                           "validation"),
+                  batch_size=8, partitioner=Partitioner(mesh_shape=mesh_shape))
 print("done", jax.process_index(), jax.device_count())

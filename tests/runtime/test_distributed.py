@@ -1,5 +1,6 @@
 """Meshes of 8 simulated CPU devices and two jax.distributed processes give the same
-loss and prompt as one device, and SIGTERM to one host makes both save at one step."""
+loss and prompt as one device, and the same predictions; SIGTERM to one host makes both
+save at one step."""
 
 import json
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import mpt_jax
+from mpt_jax import infer as infer_lib
 from tests import helpers
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_run.py")
@@ -98,3 +100,33 @@ def test_sigterm_to_one_host_makes_every_host_save_the_same_step(tmp_path, tiny_
            for i, out in enumerate(outputs)]
   assert steps[0] == steps[1] >= 5
   assert (model_dir / "checkpoints" / f"checkpoint_{steps[0]}" / "commit_success.txt").exists()
+
+
+def _predictions(path):
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_infer_on_a_2x4_mesh_and_on_two_processes_writes_one_devices_predictions(
+    toy_run, tiny_backbone_dir, tmp_path):
+  model_dir, _ = toy_run
+  infer = lambda output, **extra: {"backbone": str(tiny_backbone_dir), "runs": [],
+                                   "infer": {"output": str(output), "prompts": str(model_dir),
+                                             **extra}}
+  mesh = _run({"devices": 8, **infer(tmp_path / "mesh.jsonl", mesh_shape=[2, 4])})
+  coordinator = f"localhost:{_free_port()}"
+  workers = [_run({"devices": 2, "coordinator": coordinator, "process_count": 2,
+                   "process_index": index, **infer(tmp_path / "two.jsonl")})
+             for index in range(2)]
+  outputs = [_finish(p) for p in [mesh, *workers]]
+  assert "done 0 8" in outputs[0] and "done 1 4" in outputs[2]
+  infer_lib.infer(str(tmp_path / "one.jsonl"), prompts=str(model_dir),
+                  backbone=str(tiny_backbone_dir), task_feature_lengths=helpers.TOY_LENGTHS,
+                  batch_size=8)
+  one = _predictions(tmp_path / "one.jsonl")
+  assert len(one) == 48
+  for name in ("mesh", "two"):
+    other = _predictions(tmp_path / f"{name}.jsonl")
+    assert [r["prediction"] for r in other] == [r["prediction"] for r in one]
+    np.testing.assert_allclose([r["score"] for r in other], [r["score"] for r in one],
+                               rtol=1e-5)
