@@ -6,7 +6,9 @@ inputs 256 + a rank-1 decomposed 100-vector prompt (PEFT's MultitaskPromptTuning
 task, which `peft_decode.py` runs), exactly 32 new tokens per example: eos_id=-1 never
 matches, so random weights cannot stop a row early. Beam search ranks by likelihood
 (alpha 0, as `peft_decode.py`'s length_penalty 0). A call encodes and decodes; its
-tokens/s is batch * 32 / seconds (the best beam's tokens for beam search).
+tokens/s is batch * 32 / seconds (the best beam's tokens for beam search). The encoder's
+FLOPs are reported too: both libraries encode the same 8 x 356 tokens once per call, which
+bounds how far ahead any decoder can get.
 """
 
 import json
@@ -42,9 +44,14 @@ def main():
   seconds = common.interleaved_seconds(
       {name: (decoder(c), (params, batch)) for name, c in DECODERS.items()},
       rounds=4, warmup=1)
+  net = model.network
+  encode = jax.jit(lambda p, b: net.apply({"params": p}, b["encoder_input_tokens"],
+                                          b["task_ids"], method=net.encode_prompted))
   tokens = common.BATCH * NEW_TOKENS
   print(json.dumps({"seconds": seconds,
-                    "tokens_per_second": {k: tokens / s for k, s in seconds.items()}}))
+                    "tokens_per_second": {k: tokens / s for k, s in seconds.items()},
+                    "tokens_per_call": tokens,
+                    "encoder_flops": common.flops_of(encode, params, batch)}))
 
 
 if __name__ == "__main__":

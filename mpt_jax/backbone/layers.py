@@ -72,6 +72,11 @@ class SplitHeads(nn.Module):
     kernel = param_with_axes("kernel", self.kernel_init,
                              (x.shape[-1], self.num_heads * self.head_dim), jnp.float32,
                              axes=("embed", "joined_kv"))
+    if x.shape[1] == 1:
+      # A decoding step: reshaping its [B, 1, H*k] output is free, while a reshaped
+      # kernel would be copied on every step of the decoding loop.
+      y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+      return y.reshape(x.shape[0], 1, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
     kernel = kernel.reshape(x.shape[-1], self.num_heads, self.head_dim)
     return jnp.einsum("bld,dhk->bhlk", x.astype(self.dtype), kernel.astype(self.dtype))
 
@@ -164,7 +169,8 @@ class Attention(nn.Module):
   """Multi-head dot-product attention without the 1/sqrt(d) factor (T5 folds it into init).
 
   In decode mode a self-attention layer keeps a fixed-size key/value cache and a
-  cross-attention layer projects the encoder output once, on the first step.
+  cross-attention layer projects the encoder output once, on the first step: once per
+  example, which its beams share when the queries are batch x beams rows.
   """
   num_heads: int
   head_dim: int
@@ -203,6 +209,12 @@ class Attention(nn.Module):
       cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
       key, value = cached_key.value, cached_value.value
 
+    beams = query.shape[0] // key.shape[0]
+    if beams > 1:
+      # Beam search: the k beams of an example attend to its one copy of the encoder's
+      # keys and values, as k query positions (cross-attention biases mask keys only).
+      query = query.reshape(key.shape[0], beams, self.num_heads, self.head_dim)
+      query = query.transpose(0, 2, 1, 3)
     logits = jnp.einsum("bhqd,bhkd->bhqk", query, key,
                         preferred_element_type=jnp.float32)
     for bias in biases:
@@ -219,6 +231,8 @@ class Attention(nn.Module):
       weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
     out = jnp.einsum("bhqk,bhkd->bhqd", weights, value, preferred_element_type=jnp.float32)
     out = (out / denominator).astype(self.dtype)
+    if beams > 1:
+      out = out.transpose(0, 2, 1, 3).reshape(-1, self.num_heads, 1, self.head_dim)
     return MergeHeads(embed, kernel_init, self.dtype, name="out")(out)
 
 

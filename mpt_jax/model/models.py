@@ -81,10 +81,8 @@ class PromptTuningModel:
     net = self.network
     encoded, mask = net.apply({"params": params}, batch["encoder_input_tokens"],
                               batch["task_ids"], method=net.encode_prompted)
-    beams = decoding_config.beam_size if decoding_config.method == "beam" else 1
-    if beams > 1:  # row b * k + j is beam j of example b
-      encoded, mask = jnp.repeat(encoded, beams, axis=0), jnp.repeat(mask, beams, axis=0)
-
+    # With beam search the decoder runs batch x beams rows (row b * k + j is beam j of
+    # example b) over each example's one encoder output, which its beams share.
     def step(cache, tokens, position):
       variables = {"params": params, **({"cache": cache} if cache is not None else {})}
       logits, mutated = net.apply(
