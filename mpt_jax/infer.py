@@ -65,9 +65,9 @@ class Stopped(Exception):
 
 
 @functools.lru_cache(maxsize=None)
-def _vocabulary(task: str) -> seqio.Vocabulary:
+def _vocabulary(task: str, feature: str) -> seqio.Vocabulary:
   """The task's registered vocabulary, else the catalog's default (--sentencepiece_model)."""
-  return inference.task_vocabulary(task) or vocab.default_vocabulary()
+  return inference.task_vocabulary(task, feature) or vocab.default_vocabulary()
 
 
 def read_file(path, tasks: Union[None, str, Sequence[str]], known_tasks: Sequence[str],
@@ -101,7 +101,7 @@ def read_file(path, tasks: Union[None, str, Sequence[str]], known_tasks: Sequenc
       close = difflib.get_close_matches(task, known_tasks, n=1)
       raise ValueError(f"{path}:{number}: unknown task {task!r}; the prompts hold "
                        f"{list(known_tasks)}." + (f" Did you mean {close[0]}?" if close else ""))
-    records.append(Record(task, text, inference.encode([text], _vocabulary(task),
+    records.append(Record(task, text, inference.encode([text], _vocabulary(task, "inputs"),
                                                        input_length)[0]))
   if not records:
     raise ValueError(f"Inputs file {path} holds no inputs.")
@@ -288,7 +288,7 @@ def infer(output: str = gin.REQUIRED, *, prompts: str = gin.REQUIRED,
 
 
 def _row(index: int, record: Record, tokens: np.ndarray, score: float) -> dict:
-  vocabulary = _vocabulary(record.task)
+  vocabulary = _vocabulary(record.task, "targets")
   ids = inference.up_to_eos(tokens, vocabulary.eos_id)
   text_ids = ids[:-1] if ids and ids[-1] == vocabulary.eos_id else ids
   row = {"index": index, "task": record.task, "inputs": record.inputs,

@@ -32,13 +32,13 @@ class Prediction:
   tokens: tuple[int, ...]  # up to and including EOS
 
 
-def task_vocabulary(task: str) -> Optional[seqio.Vocabulary]:
-  """The inputs vocabulary of a registered SeqIO task, or None if none is registered."""
+def task_vocabulary(task: str, feature: str = "inputs") -> Optional[seqio.Vocabulary]:
+  """A registered SeqIO task's vocabulary of `feature`, or None if none is registered."""
   try:
     found = registry.get_task_or_mixture(task)
   except ValueError:
     return None
-  return found.output_features["inputs"].vocabulary
+  return found.output_features[feature].vocabulary
 
 
 def as_vocabulary(vocabulary) -> seqio.Vocabulary:
