@@ -57,19 +57,23 @@ def test_predictions_are_the_models_decodes_of_the_encoded_texts(backbone, named
 def test_the_batch_size_does_not_change_the_predictions(backbone, named):
   big = mpt_jax.predict(backbone, named, TEXTS, TASKS, vocabulary=BYTES, max_decode_length=6,
                         batch_size=8)
-  small = mpt_jax.predict(backbone, named, TEXTS, TASKS, vocabulary=BYTES,
-                          max_decode_length=6, batch_size=2)
-  alone = [mpt_jax.predict(backbone, named, [text], task, vocabulary=BYTES,
-                           max_decode_length=6, input_length=64)[0]
+  small = mpt_jax.Predictor(backbone, named, max_decode_length=6, batch_size=2)
+  in_twos = [p.text for p in small.predict(TEXTS, TASKS, vocabulary=BYTES)]
+  alone = [small.predict([text], task, vocabulary=BYTES, input_length=64)[0].text
            for text, task in zip(TEXTS, TASKS)]
-  assert big == small == alone and len(big) == 5
+  assert big == in_twos == alone and len(big) == 5
 
 
-def test_sampling_is_reproducible_from_its_seed(backbone, named):
-  sample = lambda seed: mpt_jax.predict(backbone, named, TEXTS, TASKS, vocabulary=BYTES,
-                                        temperature=1.0, seed=seed, max_decode_length=8)
-  assert sample(0) == sample(0)
-  assert sample(0) != sample(1)
+def test_sampling_is_reproducible_from_its_seed_and_batch(backbone, named):
+  sampler = lambda seed: mpt_jax.Predictor(
+      backbone, named, max_decode_length=8, batch_size=8,
+      decoding_config=DecodingConfig(temperature=1.0, seed=seed))
+  tokens, ids = inference.encode(TEXTS, BYTES), np.array([0, 2, 1, 0, 2], np.int32)
+  first = sampler(0)
+  draw = lambda predictor, number: predictor.predict_tokens(tokens, ids, number)[0]
+  np.testing.assert_array_equal(draw(first, 0), draw(first, 0))
+  assert not np.array_equal(draw(first, 0), draw(first, 1))  # each batch draws anew
+  assert not np.array_equal(draw(first, 0), draw(sampler(1), 0))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -2,6 +2,7 @@
 against transformers' `generate` (with and without the PEFT prompt), mixed-task
 batches, the scores reported, and one compilation per shape."""
 
+import functools
 import itertools
 
 import jax
@@ -18,6 +19,7 @@ from mpt_jax.prompts import modules as prompts
 VOCAB, MAX_LENGTH = 6, 3
 
 
+@functools.lru_cache(maxsize=None)
 def _tiny_model(seed):
   config = mpt_jax.named_config("t5_1_1_tiny", vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32,
                                 num_heads=2, num_layers=1, num_decoder_layers=2,
@@ -38,45 +40,52 @@ def _every_finished_sequence():
   return tokens, np.array([len(s) for s in sequences])
 
 
-@pytest.mark.parametrize("seed", [1, 4])
-@pytest.mark.parametrize("alpha", [0.0, 0.6])
-def test_a_beam_wide_enough_to_hold_every_prefix_finds_the_brute_force_ranking(seed, alpha):
-  """With t5x's rule (the 2k likeliest extensions each step), the search is exhaustive
-  once 2k covers every extension of every prefix: (V - 1)^2 prefixes x V tokens = 150
-  extensions at the last position, so k = 75. A beam as wide as the vocabulary is not
-  exhaustive under that rule, and misses the optimum on seed 1 (alpha 0.6)."""
-  model, params = _tiny_model(seed)
-  encoder = np.array([[2, 3, 4, 1], [5, 3, 1, 0]], np.int32)
-  batch = {"encoder_input_tokens": encoder, "task_ids": np.array([0, 1], np.int32)}
+ENCODER = np.array([[2, 3, 4, 1], [5, 3, 1, 0]], np.int32)
+
+
+def _brute_force_best(model, params, alpha):
+  """(tokens, log-likelihood) of each example's best finished sequence, by scoring all."""
   candidates, lengths = _every_finished_sequence()
-  wide = DecodingConfig(beam_size=75, alpha=alpha)
-  beams = jax.jit(lambda p, b: model.predict_batch_with_aux(
-      p, b, MAX_LENGTH, decoding_config=wide))
-  tokens, aux = beams(params, batch)
-  for row in range(2):
-    targets = {"encoder_input_tokens": np.repeat(encoder[row:row + 1], len(candidates), 0),
+  score = jax.jit(model.score_batch)
+  best = []
+  for row in range(len(ENCODER)):
+    targets = {"encoder_input_tokens": np.repeat(ENCODER[row:row + 1], len(candidates), 0),
                "task_ids": np.full(len(candidates), row, np.int32),
                "decoder_target_tokens": candidates,
                "decoder_input_tokens": np.pad(candidates[:, :-1], ((0, 0), (1, 0))),
                "decoder_loss_weights": (np.arange(MAX_LENGTH) < lengths[:, None]).astype(
                    np.int32)}
-    log_likelihood = np.asarray(model.score_batch(params, targets))
-    best = np.argmax(log_likelihood / ((5 + lengths) / 6) ** alpha)
-    np.testing.assert_array_equal(np.asarray(tokens[row]), candidates[best])
-    assert float(aux["scores"][row]) == pytest.approx(log_likelihood[best], abs=1e-4)
+    log_likelihood = np.asarray(score(params, targets))
+    index = np.argmax(log_likelihood / ((5 + lengths) / 6) ** alpha)
+    best.append((candidates[index].tolist(), log_likelihood[index]))
+  return best
 
 
-def test_the_brute_force_optimum_is_not_what_greedy_or_a_vocabulary_wide_beam_finds():
-  """The case above is not trivial: on seed 1 (alpha 0.6, second example) the optimum is
-  [3, 5, EOS], which neither greedy decoding nor a beam of |V| = 6 finds."""
-  model, params = _tiny_model(1)
-  batch = {"encoder_input_tokens": np.array([[2, 3, 4, 1], [5, 3, 1, 0]], np.int32),
-           "task_ids": np.array([0, 1], np.int32)}
-  decode = lambda config: np.asarray(model.predict_batch(
-      params, batch, MAX_LENGTH, decoding_config=config))[1].tolist()
-  assert decode(DecodingConfig(beam_size=75, alpha=0.6)) == [3, 5, 1]
-  assert decode(DecodingConfig()) != [3, 5, 1]
-  assert decode(DecodingConfig(beam_size=VOCAB, alpha=0.6)) != [3, 5, 1]
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_a_beam_wide_enough_to_hold_every_prefix_finds_the_brute_force_best(alpha):
+  """With t5x's rule (the 2k likeliest extensions each step), the search is exhaustive
+  once 2k covers every extension of every prefix: (V - 1)^2 prefixes x V tokens = 150
+  extensions at the last position, so k = 75. A beam as wide as the vocabulary is not
+  exhaustive under that rule: on seed 1 at alpha 0.6 it misses the optimum [3, 5, EOS],
+  and so does greedy decoding, so the case is not trivial."""
+  model, _ = _tiny_model(0)
+  batch = {"encoder_input_tokens": ENCODER, "task_ids": np.array([0, 1], np.int32)}
+
+  def decoder(config):
+    return jax.jit(lambda p, b: model.predict_batch_with_aux(
+        p, b, MAX_LENGTH, decoding_config=config))
+
+  wide = decoder(DecodingConfig(beam_size=75, alpha=alpha))
+  for seed in (4, 1):
+    _, params = _tiny_model(seed)
+    tokens, aux = wide(params, batch)
+    for row, (best, log_likelihood) in enumerate(_brute_force_best(model, params, alpha)):
+      assert np.asarray(tokens[row]).tolist() == best
+      assert float(aux["scores"][row]) == pytest.approx(log_likelihood, abs=1e-4)
+  if alpha == 0.6:  # seed 1's params are the last ones decoded
+    assert np.asarray(tokens[1]).tolist() == [3, 5, 1]
+    for config in (DecodingConfig(), DecodingConfig(beam_size=VOCAB, alpha=0.6)):
+      assert np.asarray(decoder(config)(params, batch)[0][1]).tolist() != [3, 5, 1]
 
 
 # --- parity with transformers' generate --------------------------------------------
@@ -90,19 +99,20 @@ def _hf_model(hf_t5_1_1, prompt_set=None):
   return model, {**hf_t5_1_1.params, "prompt": variables["params"]}
 
 
-def _generate(model, params, reference, beams, task=0):
+def _generator(model, params, reference, beams):
+  """Decodes the reference inputs under a task id; compiled once for every task."""
   encoder = reference["encoder_input_tokens"]
-  batch = {"encoder_input_tokens": encoder, "task_ids": np.full(len(encoder), task, np.int32)}
   config = DecodingConfig(beam_size=beams, alpha=0.0)
-  return np.asarray(jax.jit(lambda p, b: model.predict_batch(
-      p, b, 8, decoding_config=config))(params, batch))
+  decode = jax.jit(lambda p, b: model.predict_batch(p, b, 8, decoding_config=config))
+  return lambda task=0: np.asarray(decode(params, {
+      "encoder_input_tokens": encoder, "task_ids": np.full(len(encoder), task, np.int32)}))
 
 
 @pytest.mark.parametrize("beams", [1, 2, 4])
 def test_decoding_gives_transformers_generate_tokens_on_the_t5_1_1_fixture(
     hf_t5_1_1, reference, beams):
   model, params = _hf_model(hf_t5_1_1)
-  np.testing.assert_array_equal(_generate(model, params, reference, beams),
+  np.testing.assert_array_equal(_generator(model, params, reference, beams)(),
                                 reference[f"generate/t5_1_1/beams{beams}"])
 
 
@@ -110,8 +120,9 @@ def test_decoding_gives_transformers_generate_tokens_on_the_t5_1_1_fixture(
 def test_prompted_decoding_gives_peft_generate_tokens_for_every_task(
     hf_t5_1_1, reference, beams):
   model, params = _hf_model(hf_t5_1_1, mpt_jax.load_prompts("tests/fixtures/peft_mpt_r1"))
+  generate = _generator(model, params, reference, beams)
   for task in range(3):
-    np.testing.assert_array_equal(_generate(model, params, reference, beams, task),
+    np.testing.assert_array_equal(generate(task),
                                   reference[f"generate/peft_r1/task{task}/beams{beams}"])
 
 

@@ -41,18 +41,39 @@ def _prompts(model_dir):
 
 
 @pytest.mark.xdist_group("subprocesses")
-def test_meshes_match_one_device(tmp_path, tiny_backbone_dir):
+def test_meshes_match_one_device(tmp_path, tiny_backbone_dir, toy_run):
   runs = {"one": dict(use_devices=1), "2x4": dict(mesh_shape=[2, 4]),
           "4x2": dict(mesh_shape=[4, 2])}
   config = {"devices": 8, "backbone": str(tiny_backbone_dir),
             "runs": [dict(model_dir=str(tmp_path / name), dropout_rate=0.1, **run)
-                     for name, run in runs.items()]}
+                     for name, run in runs.items()],
+            "infer": _infer_spec(toy_run, tmp_path / "mesh.jsonl", mesh_shape=[2, 4])}
   _finish(_run(config))
+  _assert_one_devices_predictions(toy_run, tiny_backbone_dir, tmp_path / "mesh.jsonl")
   for name in ("2x4", "4x2"):
     np.testing.assert_allclose(_losses(tmp_path / name), _losses(tmp_path / "one"),
                                rtol=2e-5)
     np.testing.assert_allclose(_prompts(tmp_path / name), _prompts(tmp_path / "one"),
                                rtol=1e-4, atol=1e-5)
+
+
+def _infer_spec(toy_run, output, **extra):
+  """The toy run's prompts predicted on the validation split, after the trainings."""
+  return {"output": str(output), "prompts": str(toy_run[0]), **extra}
+
+
+def _assert_one_devices_predictions(toy_run, backbone, path):
+  """The predictions in `path` are those of infer() on one device."""
+  one = path.parent / "one_device.jsonl"
+  if not one.exists():
+    infer_lib.infer(str(one), prompts=str(toy_run[0]), backbone=str(backbone),
+                    task_feature_lengths=helpers.TOY_LENGTHS, batch_size=8)
+  read = lambda p: [json.loads(line) for line in p.read_text().splitlines()]
+  expected, found = read(one), read(path)
+  assert len(expected) == 48
+  assert [r["prediction"] for r in found] == [r["prediction"] for r in expected]
+  np.testing.assert_allclose([r["score"] for r in found], [r["score"] for r in expected],
+                             rtol=1e-5)
 
 
 def _free_port():
@@ -62,14 +83,15 @@ def _free_port():
 
 
 @pytest.mark.xdist_group("subprocesses")
-def test_two_processes_match_one(tmp_path, tiny_backbone_dir):
+def test_two_processes_match_one(tmp_path, tiny_backbone_dir, toy_run):
   single = {"devices": 4, "backbone": str(tiny_backbone_dir),
             "runs": [dict(model_dir=str(tmp_path / "single"), num_input_shards=2)]}
   reference = _run(single)
   coordinator = f"localhost:{_free_port()}"
   workers = [_run({"devices": 2, "backbone": str(tiny_backbone_dir), "coordinator": coordinator,
                    "process_count": 2, "process_index": index,
-                   "runs": [dict(model_dir=str(tmp_path / "multi"))]})
+                   "runs": [dict(model_dir=str(tmp_path / "multi"))],
+                   "infer": _infer_spec(toy_run, tmp_path / "two.jsonl")})
              for index in range(2)]
   outputs = [_finish(p) for p in [reference, *workers]]
   assert "done 0 4" in outputs[1] and "done 1 4" in outputs[2]
@@ -77,6 +99,7 @@ def test_two_processes_match_one(tmp_path, tiny_backbone_dir):
                              rtol=2e-5)
   np.testing.assert_allclose(_prompts(tmp_path / "multi"), _prompts(tmp_path / "single"),
                              rtol=1e-4, atol=1e-5)
+  _assert_one_devices_predictions(toy_run, tiny_backbone_dir, tmp_path / "two.jsonl")
 
 
 @pytest.mark.xdist_group("subprocesses")
@@ -100,33 +123,3 @@ def test_sigterm_to_one_host_makes_every_host_save_the_same_step(tmp_path, tiny_
            for i, out in enumerate(outputs)]
   assert steps[0] == steps[1] >= 5
   assert (model_dir / "checkpoints" / f"checkpoint_{steps[0]}" / "commit_success.txt").exists()
-
-
-def _predictions(path):
-  return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.mark.xdist_group("subprocesses")
-def test_infer_on_a_2x4_mesh_and_on_two_processes_writes_one_devices_predictions(
-    toy_run, tiny_backbone_dir, tmp_path):
-  model_dir, _ = toy_run
-  infer = lambda output, **extra: {"backbone": str(tiny_backbone_dir), "runs": [],
-                                   "infer": {"output": str(output), "prompts": str(model_dir),
-                                             **extra}}
-  mesh = _run({"devices": 8, **infer(tmp_path / "mesh.jsonl", mesh_shape=[2, 4])})
-  coordinator = f"localhost:{_free_port()}"
-  workers = [_run({"devices": 2, "coordinator": coordinator, "process_count": 2,
-                   "process_index": index, **infer(tmp_path / "two.jsonl")})
-             for index in range(2)]
-  outputs = [_finish(p) for p in [mesh, *workers]]
-  assert "done 0 8" in outputs[0] and "done 1 4" in outputs[2]
-  infer_lib.infer(str(tmp_path / "one.jsonl"), prompts=str(model_dir),
-                  backbone=str(tiny_backbone_dir), task_feature_lengths=helpers.TOY_LENGTHS,
-                  batch_size=8)
-  one = _predictions(tmp_path / "one.jsonl")
-  assert len(one) == 48
-  for name in ("mesh", "two"):
-    other = _predictions(tmp_path / f"{name}.jsonl")
-    assert [r["prediction"] for r in other] == [r["prediction"] for r in one]
-    np.testing.assert_allclose([r["score"] for r in other], [r["score"] for r in one],
-                               rtol=1e-5)
