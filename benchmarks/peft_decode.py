@@ -14,31 +14,19 @@ import json
 import time
 
 import numpy as np
-import peft
 import torch
-import transformers
 
-BATCH, INPUT_LENGTH, PROMPT_LENGTH, NEW_TOKENS = 8, 256, 100, 32
+import peft_common  # beside this script, which runs as `python benchmarks/...`
+
+NEW_TOKENS = 32
 NUM_BEAMS = {"greedy": 1, "beam4": 4}
+BATCH = peft_common.BATCH
 
 
 def main():
-  torch.manual_seed(0)
-  torch.set_num_threads(2)
-  config = transformers.T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048,
-                                 num_layers=6, num_decoder_layers=6, num_heads=8,
-                                 feed_forward_proj="relu", dropout_rate=0.0,
-                                 decoder_start_token_id=0)
-  model = transformers.T5ForConditionalGeneration(config)
-  prompt_config = peft.MultitaskPromptTuningConfig(
-      task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=PROMPT_LENGTH, num_tasks=1,
-      num_ranks=1, num_transformer_submodules=1)
-  model = peft.get_peft_model(model, prompt_config)
+  model = peft_common.prompted_model()
   model.eval()
-  rng = np.random.default_rng(0)
-  inputs = torch.tensor(rng.integers(2, 32000, size=(BATCH, INPUT_LENGTH)))
-  mask = torch.ones_like(inputs)
-  task_ids = torch.zeros(BATCH, dtype=torch.long)
+  inputs, mask, task_ids = peft_common.inputs(np.random.default_rng(0))
 
   def generate(num_beams):
     with torch.no_grad():
@@ -60,8 +48,7 @@ def main():
   print(json.dumps({
       "seconds": seconds,
       "tokens_per_second": {k: BATCH * NEW_TOKENS / s for k, s in seconds.items()},
-      "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                   "peft": peft.__version__}}))
+      "versions": peft_common.versions()}))
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def read_split(task_names: Sequence[str], split: str, feature_lengths: Mapping[s
     vocabulary = task.output_features["inputs"].vocabulary
     for ex in ds.as_numpy_iterator():
       text = ex.get("inputs_pretokenized")
-      text = text.decode() if text is not None else vocabulary.decode(
-          inference.up_to_eos(ex["inputs"], vocabulary.eos_id)[:-1])
+      text = (text.decode() if text is not None
+              else inference.detokenize(ex["inputs"], vocabulary)[0])
       targets = ex.get("targets_pretokenized")
       records.append(Record(name, text, ex["inputs"].astype(np.int32),
                             targets.decode() if targets is not None else None))
@@ -288,11 +288,9 @@ def infer(output: str = gin.REQUIRED, *, prompts: str = gin.REQUIRED,
 
 
 def _row(index: int, record: Record, tokens: np.ndarray, score: float) -> dict:
-  vocabulary = _vocabulary(record.task, "targets")
-  ids = inference.up_to_eos(tokens, vocabulary.eos_id)
-  text_ids = ids[:-1] if ids and ids[-1] == vocabulary.eos_id else ids
+  prediction, _ = inference.detokenize(tokens, _vocabulary(record.task, "targets"))
   row = {"index": index, "task": record.task, "inputs": record.inputs,
-         "prediction": vocabulary.decode(text_ids), "score": float(score)}
+         "prediction": prediction, "score": float(score)}
   if record.targets is not None:
     row["targets"] = record.targets
   return row

@@ -69,6 +69,12 @@ def up_to_eos(tokens: np.ndarray, eos_id: int) -> list[int]:
   return tokens[:tokens.index(eos_id) + 1] if eos_id in tokens else tokens
 
 
+def detokenize(tokens: np.ndarray, vocabulary: seqio.Vocabulary) -> tuple[str, list[int]]:
+  """(the text, the ids up to and including EOS) of one decoded row."""
+  ids = up_to_eos(tokens, vocabulary.eos_id)
+  return vocabulary.decode([i for i in ids if i != vocabulary.eos_id]), ids
+
+
 class Predictor:
   """Decodes with one prompt set on one backbone; build once, call many times.
 
@@ -142,9 +148,8 @@ class Predictor:
       rows = slice(start, start + self.batch_size)
       decoded, scores = self.predict_tokens(tokens[rows], task_ids[rows], number)
       for row, score in zip(decoded, scores):
-        ids = up_to_eos(row, vocabulary.eos_id)
-        text_ids = ids[:-1] if ids and ids[-1] == vocabulary.eos_id else ids
-        predictions.append(Prediction(vocabulary.decode(text_ids), float(score), tuple(ids)))
+        text, ids = detokenize(row, vocabulary)
+        predictions.append(Prediction(text, float(score), tuple(ids)))
     return predictions
 
   def _vocabulary_of(self, tasks: Tasks) -> seqio.Vocabulary:

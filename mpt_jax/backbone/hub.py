@@ -59,12 +59,17 @@ def transformers_name(source: str):
   """What `from_pretrained` accepts for a backbone loaded from `source`: the hub id, a
   cache root's hub id, or a HuggingFace directory; None for anything else (a T5X
   checkpoint, a random backbone)."""
-  if _HUB_ID.match(source) and not os.path.exists(source):
+  if is_hub_id(source):
     return source
   path = paths.as_path(source)
-  if path.name.startswith(_PREFIX) and path.is_dir():
-    return "/".join(path.name.split("--")[1:])
+  if is_cache_root(path):
+    return _hub_id_of(path)
   return source if (path / huggingface.CONFIG_FILE).is_file() else None
+
+
+def _hub_id_of(root: epath.Path) -> str:
+  """'org/name' of a cache root models--org--name."""
+  return "/".join(root.name.split("--")[1:])
 
 
 def snapshot(root: epath.Path) -> epath.Path:
@@ -72,10 +77,9 @@ def snapshot(root: epath.Path) -> epath.Path:
   snapshots = root / "snapshots"
   found = [p for p in snapshots.iterdir() if p.is_dir()] if snapshots.is_dir() else []
   if not found:
-    repo_id = "/".join(root.name.split("--")[1:])
     raise FileNotFoundError(
         f"{root} is a HuggingFace cache directory without any snapshot: the model's files "
-        f"were never (or only partly) downloaded. {_download_hint(repo_id)}.")
+        f"were never (or only partly) downloaded. {_download_hint(_hub_id_of(root))}.")
   ref = root / "refs" / "main"
   commit = ref.read_text().strip() if ref.is_file() else ""
   if commit and (snapshots / commit).is_dir():
