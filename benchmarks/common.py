@@ -22,23 +22,26 @@ def random_params(config, seed=0):
   return jax.tree.map(jnp.asarray, mpt_jax.random_backbone(config, seed).params)
 
 
-def batch(num_tasks=1, seed=0):
+def batch(num_tasks=1, seed=0, size=BATCH, input_length=INPUT_LENGTH,
+          target_length=TARGET_LENGTH):
   rng = np.random.default_rng(seed)
-  targets = rng.integers(2, 32000, size=(BATCH, TARGET_LENGTH)).astype(np.int32)
+  targets = rng.integers(2, 32000, size=(size, target_length)).astype(np.int32)
   return {
-      "encoder_input_tokens": rng.integers(2, 32000, size=(BATCH, INPUT_LENGTH)).astype(
+      "encoder_input_tokens": rng.integers(2, 32000, size=(size, input_length)).astype(
           np.int32),
       "decoder_target_tokens": targets,
       "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0))),
       "decoder_loss_weights": np.ones_like(targets),
-      "task_ids": (np.arange(BATCH) % num_tasks).astype(np.int32),
+      "task_ids": (np.arange(size) % num_tasks).astype(np.int32),
   }
 
 
-def seconds_per_call(fn, *args, warmup=2, repeats=10):
+def seconds_per_call(fn, *args, warmup=2, repeats=10, budget=None):
   """Fastest wall time of `fn(*args)` (blocking on the result), after compilation.
 
   The minimum, not the mean: on a shared machine other work only ever adds time.
+  `budget` (seconds) stops the timed calls early, after at least one, so that a slow
+  device still finishes its run.
   """
   for _ in range(warmup):
     jax.block_until_ready(fn(*args))
@@ -47,6 +50,8 @@ def seconds_per_call(fn, *args, warmup=2, repeats=10):
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - start)
+    if budget is not None and sum(times) >= budget:
+      break
   return float(np.min(times))
 
 
@@ -65,12 +70,19 @@ def interleaved_seconds(calls: dict, rounds=8, warmup=2) -> dict:
   return best
 
 
-def flops_of(jitted, *args) -> float:
-  """XLA's count of the floating-point operations of one call."""
-  analysis = jitted.lower(*args).compile().cost_analysis()
+def compile_with_flops(jitted, *args):
+  """(the compiled call, XLA's count of its floating-point operations): one compilation
+  serves both the count and the timing."""
+  compiled = jitted.lower(*args).compile()
+  analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0]
-  return float(analysis["flops"])
+  return compiled, float(analysis["flops"])
+
+
+def flops_of(jitted, *args) -> float:
+  """XLA's count of the floating-point operations of one call."""
+  return compile_with_flops(jitted, *args)[1]
 
 
 def matmul_flops_per_second(n=2048) -> float:

@@ -1,6 +1,6 @@
-"""`make bench`: runs the JAX benchmarks (training steps, decoding) and, where the
-`reference` extra is installed, their PyTorch/PEFT counterparts, then prints one table of
-ratios measured in this run.
+"""`make bench`: runs the JAX benchmarks (training steps, decoding, the input pipeline, the
+train loop's overhead) and, where the `reference` extra is installed, their PyTorch/PEFT
+counterparts, then prints one table of ratios measured in this run.
 
 The PEFT side runs with $REFERENCE_PYTHON, else .venv-reference/bin/python (made by
 `make fixtures`); without either it is reported as skipped.
@@ -33,8 +33,8 @@ def _reference_python():
 DECODERS = {"greedy": "greedy", "beam4": "beam-4"}
 
 
-def rows(jax_result: dict, peft_result, decode_result: dict,
-         peft_decode_result) -> list[tuple[str, str, str]]:
+def rows(jax_result: dict, peft_result, decode_result: dict, peft_decode_result,
+         input_result: dict, loop_result: dict) -> list[tuple[str, str, str]]:
   s = jax_result["seconds"]
   peak = jax_result["matmul_flops_per_second"]
   achieved = jax_result["pt_step_flops"] / s["pt_step"]
@@ -62,6 +62,13 @@ def rows(jax_result: dict, peft_result, decode_result: dict,
       bound = hf_call_seconds / (decode_result["encoder_flops"] / peak)
       table.append((f"  (upper bound: HF {name} time / our encoder's FLOPs at the matmul "
                     "peak)", f"{bound:.2f}", ""))
+  for batch, speedup in input_result["speedup"].items():
+    table.append((f"input pipeline examples/s, batch {batch} (inputs 512, targets 128): "
+                  "ours / row-by-row assembly",
+                  f"{speedup:.2f} ({input_result['examples_per_second'][batch]:,} / "
+                  f"{input_result['baseline_examples_per_second'][batch]:,})", ">= 5"))
+  table.append(("train loop step / bare jitted step", f"{loop_result['overhead']:.3f}",
+                "<= 1.03"))
   table += [
       ("peak resident memory of the step process", f"{jax_result['peak_rss_mb']:.0f} MB", ""),
       ("checkpoint size on disk (prompt + optimizer state)",
@@ -77,6 +84,8 @@ def main():
   peft_result = _run(reference, "peft_step.py") if reference else None
   decode_result = _run(sys.executable, "decode.py")
   peft_decode_result = _run(reference, "peft_decode.py") if reference else None
+  input_result = _run(sys.executable, "input_pipeline.py")
+  loop_result = _run(sys.executable, "loop_overhead.py")
   s = jax_result["seconds"]
   print("T5-small shape, batch 8, inputs 256 + prompt 100, targets 8, float32, this CPU")
   print(f"times (s): forward {s['pt_forward']:.3f}, step {s['pt_step']:.3f}, student "
@@ -92,7 +101,8 @@ def main():
   print()
   print("| measure | value | target |")
   print("|---|---|---|")
-  for name, value, target in rows(jax_result, peft_result, decode_result, peft_decode_result):
+  for name, value, target in rows(jax_result, peft_result, decode_result, peft_decode_result,
+                                  input_result, loop_result):
     print(f"| {name} | {value} | {target} |")
 
 

@@ -110,9 +110,10 @@ def task_modules_named(files: Sequence[str], bindings: Sequence[str]) -> list[st
   return [modules] if isinstance(modules, str) else list(modules)
 
 
-def parse_gin() -> None:
+def parse_gin(finalize: bool = True) -> None:
   """Imports the run's task modules, then parses --gin_file and --gin_bindings (and
-  the flags' bindings) with the package's gin folder searchable, and locks gin."""
+  the flags' bindings) with the package's gin folder searchable, and locks gin.
+  `finalize=False` lets macros stay %gin.REQUIRED (paths a command never reads)."""
   if FLAGS.tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
     seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
@@ -122,7 +123,7 @@ def parse_gin() -> None:
     raise app.UsageError("No --gin_file given: name a run, e.g. --gin_file=runs/teachers.gin.")
   bindings = [*FLAGS.gin_bindings, *flag_bindings()]
   registry.import_task_modules(task_modules_named(FLAGS.gin_file, bindings))
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, bindings, finalize_config=True)
+  gin.parse_config_files_and_bindings(FLAGS.gin_file, bindings, finalize_config=finalize)
 
 
 class _QuietLibraries:
@@ -179,7 +180,7 @@ def die_with_parent() -> None:
     raise SystemExit(f"The pipeline (pid {parent}) that started this stage is gone.")
 
 
-def start(argv: Sequence[str], distributed: bool = True) -> None:
+def start(argv: Sequence[str], distributed: bool = True, finalize_gin: bool = True) -> None:
   """What every command does before its job: logging, jax.distributed, gin."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {list(argv[1:])}; use --gin_bindings.")
@@ -187,7 +188,7 @@ def start(argv: Sequence[str], distributed: bool = True) -> None:
   configure_logging()
   if distributed:
     initialize_distributed()
-  parse_gin()
+  parse_gin(finalize_gin)
 
 
 def run(main) -> None:

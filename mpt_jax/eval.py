@@ -65,11 +65,12 @@ def evaluate(model_dir: Optional[str] = None, *, prompts: Union[str, Sequence[st
   for (path, _), prompt_set in zip(runs, prompt_sets):
     check_backbone(prompt_set, path, loaded)
   partitioner = partitioner or Partitioner()
-  placed = setup_lib.place_backbone(loaded, partitioner)  # once for all the prompts
+  model = model or ModelConfig()
+  placed = setup_lib.place_backbone(loaded, partitioner, model)  # once for all the prompts
   summaries = []
   for (path, results_file), prompt_set in zip(runs, prompt_sets):
     summary = _evaluate_one(path, prompt_set, loaded, placed, splits, task_feature_lengths,
-                            config, model or ModelConfig(), partitioner)
+                            config, model, partitioner)
     if jax.process_index() == 0:
       out = paths.as_path(model_dir) / "results.json" if model_dir else results_file
       out.parent.mkdir(parents=True, exist_ok=True)

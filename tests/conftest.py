@@ -5,6 +5,9 @@ catalog on mocked TFDS data."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# libtpu (the aot extra) is installed for the AOT tests; without this, every process
+# would first try to start a TPU. Commands the tests run inherit it.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top

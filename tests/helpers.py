@@ -61,12 +61,14 @@ def bank_prompt(length=4):
 def train_toy(model_dir, backbone, *, mixture="toy_mix", train_steps=20, batch_size=8,
               checkpoint_period=10, eval_period=0, eval_tasks=None,
               rank_classification=False, num_input_shards=None, dropout_rate=None,
-              optimizer=None, partitioner=None, prompt=None, seed=0):
-  """`train()` on the toy tasks with a bank of length-4 prompts."""
+              optimizer=None, partitioner=None, prompt=None, seed=0, **model_options):
+  """`train()` on the toy tasks with a bank of length-4 prompts; `model_options` are
+  further ModelConfig fields (remat_policy, scan_layers, frozen_dtype)."""
   return train_lib.train(
       str(model_dir), backbone=str(backbone), train_steps=train_steps,
       data=DataConfig(mixture, TOY_LENGTHS, batch_size, num_input_shards=num_input_shards),
-      prompt=prompt or bank_prompt(), model=ModelConfig(dropout_rate=dropout_rate),
+      prompt=prompt or bank_prompt(),
+      model=ModelConfig(dropout_rate=dropout_rate, **model_options),
       optimizer=optimizer, partitioner=partitioner,
       checkpointing=CheckpointConfig(period=checkpoint_period),
       evaluation=EvalConfig(period=eval_period, tasks=eval_tasks,

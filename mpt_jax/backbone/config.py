@@ -7,9 +7,18 @@ one to one; `T5Config.from_hf_dict` and `to_hf_dict` do the conversion.
 import dataclasses
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# What a layer keeps for the backward pass (jax.checkpoint_policies), by the names
+# t5x and MaxText users know; "none" keeps everything (no rematerialisation).
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,  # only each layer's input
+    "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +44,9 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   dtype: str = "float32"  # activations; parameters, softmax and norms stay float32
   one_hot_embeddings: bool = False  # t5x's TPU habit; a gather is faster elsewhere
+  # How the network runs, not what it is (never read from or written to config.json):
+  remat_policy: str = "none"  # a key of REMAT_POLICIES, applied to every layer
+  scan_layers: bool = False  # one scanned layer per stack, parameters stacked on 'layers'
 
   def __post_init__(self):
     if self.feed_forward_proj not in ("relu", "gated-gelu"):
@@ -43,6 +55,9 @@ class T5Config:
           "'relu' (T5 1.0) or 'gated-gelu' (T5 1.1).")
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype={self.dtype!r}: use one of {sorted(_DTYPES)}.")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"remat_policy={self.remat_policy!r}: use one of "
+                       f"{sorted(REMAT_POLICIES)}.")
 
   @property
   def activation_dtype(self):

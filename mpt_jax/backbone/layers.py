@@ -15,6 +15,16 @@ import numpy as np
 
 param_with_axes = nn_partitioning.param_with_axes
 NEG_INF = -1e10
+# Logical axes of the activations that cross layer boundaries, as t5x's T5 names them.
+HIDDEN_AXES = ("batch", "length", "embed")
+HEADS_AXES = ("batch", "heads", "length", "kv")
+MLP_AXES = ("batch", "length", "mlp")
+
+
+def constrain(x, logical_axes):
+  """Pins an activation's sharding by its logical axes when the network is traced under
+  a partitioner's rules (`Partitioner.activation_rules`); a no-op otherwise."""
+  return nn_partitioning.with_sharding_constraint(x, logical_axes)
 
 
 def key_padding_bias(key_mask, dtype):
@@ -178,7 +188,8 @@ class Attention(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   def _project(self, name, x, init):
-    return SplitHeads(self.num_heads, self.head_dim, init, self.dtype, name=name)(x)
+    heads = SplitHeads(self.num_heads, self.head_dim, init, self.dtype, name=name)(x)
+    return constrain(heads, HEADS_AXES)
 
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, biases, *, deterministic: bool,
@@ -256,6 +267,6 @@ class Mlp(nn.Module):
         h = nn.relu(h)
       hidden = h if hidden is None else hidden * h
     hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
-        hidden, deterministic=deterministic)
+        constrain(hidden, MLP_AXES), deterministic=deterministic)
     return Dense(x.shape[-1], ("mlp", "embed"), kernel_init=init, dtype=self.dtype,
                  name="wo")(hidden)

@@ -1,7 +1,13 @@
-"""The backbone's parameter tree: its shapes and logical axes, and the check every
-checkpoint reader runs against them."""
+"""The backbone's parameter tree: its shapes and logical axes, the check every
+checkpoint reader runs against them, and the per-layer <-> scanned layouts.
+
+Checkpoints always hold the per-layer layout (`encoder/layers_0/...`), as t5x and
+HuggingFace write it; a network with `scan_layers` takes each stack's layers stacked
+on a leading axis (`encoder/layers/...`), converted when the backbone is placed.
+"""
 
 import functools
+import re
 
 from flax import traverse_util
 import jax
@@ -50,3 +56,41 @@ def check_params(flat_params: dict[str, np.ndarray], config: T5Config, source: s
 
 def unflatten(flat_params: dict[str, np.ndarray]) -> dict:
   return traverse_util.unflatten_dict(flat_params, sep="/")
+
+
+_STACKS = ("encoder", "decoder")
+
+
+def _num_layers(config: T5Config, stack: str) -> int:
+  return config.num_layers if stack == "encoder" else config.num_decoder_layers
+
+
+def stack_layers(params: dict, config: T5Config) -> dict:
+  """Per-layer parameters -> the scanned layout: `{stack}/layers_{i}/...` become
+  `{stack}/layers/...` with the layer on axis 0. Works on numpy and jax arrays."""
+  flat = traverse_util.flatten_dict(params, sep="/")
+  out = {}
+  for name, value in flat.items():
+    match = re.match(r"(encoder|decoder)/layers_(\d+)/(.*)", name)
+    if not match:
+      out[name] = value
+    elif match.group(2) == "0":
+      stack, rest = match.group(1), match.group(3)
+      layers = [flat[f"{stack}/layers_{i}/{rest}"] for i in range(_num_layers(config, stack))]
+      xp = np if all(isinstance(layer, np.ndarray) for layer in layers) else jnp
+      out[f"{stack}/layers/{rest}"] = xp.stack(layers)
+  return traverse_util.unflatten_dict(out, sep="/")
+
+
+def unstack_layers(params: dict, config: T5Config) -> dict:
+  """The inverse of `stack_layers`: the per-layer layout checkpoints are written in."""
+  flat = traverse_util.flatten_dict(params, sep="/")
+  out = {}
+  for name, value in flat.items():
+    stack, _, rest = name.partition("/layers/")
+    if stack in _STACKS and rest:
+      for i in range(_num_layers(config, stack)):
+        out[f"{stack}/layers_{i}/{rest}"] = value[i]
+    else:
+      out[name] = value
+  return traverse_util.unflatten_dict(out, sep="/")

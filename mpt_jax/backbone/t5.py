@@ -2,6 +2,9 @@
 
 The single extension to t5x's example network is `encode(..., prompt=...)`:
 embeddings [B, l, d] prepended to the encoder input, with every mask grown to match.
+The config's `remat_policy` and `scan_layers` choose how the layer stacks run (TPU
+scale): each layer rematerialised under a jax.checkpoint policy, and the layers of a
+stack one `nn.scan` over parameters stacked on a leading 'layers' axis.
 """
 
 import functools
@@ -11,10 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flax.linen import partitioning as nn_partitioning
+
+from mpt_jax.backbone.config import REMAT_POLICIES
 from mpt_jax.backbone.config import T5Config
 from mpt_jax.backbone.layers import Attention
+from mpt_jax.backbone.layers import constrain
 from mpt_jax.backbone.layers import Dense
 from mpt_jax.backbone.layers import Embed
+from mpt_jax.backbone.layers import HIDDEN_AXES
 from mpt_jax.backbone.layers import key_padding_bias
 from mpt_jax.backbone.layers import Mlp
 from mpt_jax.backbone.layers import NEG_INF
@@ -46,6 +54,39 @@ def _mlp_residual(cfg: T5Config, x, deterministic: bool):
       y, deterministic=deterministic), deterministic)
 
 
+def _layer_output(cfg: T5Config, x):
+  """A layer's output, its sharding pinned; a scanned layer returns (carry, no output)."""
+  x = constrain(x, HIDDEN_AXES)
+  return (x, None) if cfg.scan_layers else x
+
+
+def _layer_stack(layer_cls, cfg: T5Config, num_layers: int, num_args: int,
+                 static_argnums: tuple[int, ...], collections=("params",)):
+  """`call(x, *args) -> x` running `num_layers` layers of `layer_cls` as the config says.
+
+  `static_argnums` (counting `self` as 0) are the Python arguments that remat must keep
+  out of its trace; None disables remat (decoding, where nothing is differentiated).
+  """
+  policy = REMAT_POLICIES[cfg.remat_policy]
+  if cfg.remat_policy != "none" and static_argnums is not None:
+    # Under scan the loop already keeps XLA from merging the recomputation away.
+    layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers,
+                         static_argnums=static_argnums)
+  if cfg.scan_layers:
+    scanned = nn_partitioning.scan_with_axes(
+        layer_cls, variable_axes={name: 0 for name in collections},
+        split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast,) * num_args,
+        length=num_layers, axis_name="layers")(cfg, name="layers")
+    return lambda x, *args: scanned(x, *args)[0]
+  layers = [layer_cls(cfg, name=f"layers_{i}") for i in range(num_layers)]
+
+  def call(x, *args):
+    for layer in layers:
+      x = layer(x, *args)
+    return x
+  return call
+
+
 class EncoderLayer(nn.Module):
   config: T5Config
 
@@ -55,7 +96,7 @@ class EncoderLayer(nn.Module):
     attention = Attention(cfg.num_heads, cfg.d_kv, cfg.dropout_rate, dtype, name="attention")
     x = _pre_norm_residual(cfg, x, "pre_attention_layer_norm", lambda y: attention(
         y, y, biases, deterministic=deterministic), deterministic)
-    return _mlp_residual(cfg, x, deterministic)
+    return _layer_output(cfg, _mlp_residual(cfg, x, deterministic))
 
 
 class DecoderLayer(nn.Module):
@@ -76,7 +117,7 @@ class DecoderLayer(nn.Module):
     x = _pre_norm_residual(cfg, x, "pre_cross_attention_layer_norm", lambda y: cross_attention(
         y, encoded, cross_biases, deterministic=deterministic,
         cache_mode="cross" if decoding else None), deterministic)
-    return _mlp_residual(cfg, x, deterministic)
+    return _layer_output(cfg, _mlp_residual(cfg, x, deterministic))
 
 
 class Encoder(nn.Module):
@@ -91,9 +132,9 @@ class Encoder(nn.Module):
                                   dtype=cfg.activation_dtype, name="relpos_bias")
     biases = (relpos(np.arange(length), length),
               key_padding_bias(mask, cfg.activation_dtype))
-    x = _residual_dropout(cfg, embedded, deterministic)
-    for i in range(cfg.num_layers):
-      x = EncoderLayer(cfg, name=f"layers_{i}")(x, biases, deterministic)
+    x = constrain(_residual_dropout(cfg, embedded, deterministic), HIDDEN_AXES)
+    stack = _layer_stack(EncoderLayer, cfg, cfg.num_layers, 2, static_argnums=(3,))
+    x = stack(x, biases, deterministic)
     x = RMSNorm(cfg.layer_norm_epsilon, cfg.activation_dtype, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
@@ -125,11 +166,13 @@ class Decoder(nn.Module):
                      [None, None, None, :])
     cross_biases = (key_padding_bias(cross_mask, cfg.activation_dtype),)
 
-    y = _residual_dropout(cfg, embedded, deterministic)
-    for i in range(cfg.num_decoder_layers):
-      y = DecoderLayer(cfg, name=f"layers_{i}")(
-          y, encoded, self_biases, cross_biases, deterministic, decode_position,
-          max_decode_length)
+    y = constrain(_residual_dropout(cfg, embedded, deterministic), HIDDEN_AXES)
+    decoding = decode_position is not None
+    stack = _layer_stack(DecoderLayer, cfg, cfg.num_decoder_layers, 6,
+                         static_argnums=None if decoding else (5, 6, 7),
+                         collections=("params", "cache") if decoding else ("params",))
+    y = stack(y, encoded, self_biases, cross_biases, deterministic, decode_position,
+              max_decode_length)
     y = RMSNorm(cfg.layer_norm_epsilon, cfg.activation_dtype, name="decoder_norm")(y)
     hidden = _residual_dropout(cfg, y, deterministic)
     if cfg.tie_word_embeddings:
@@ -137,7 +180,7 @@ class Decoder(nn.Module):
     else:
       logits = Dense(cfg.vocab_size, ("embed", "vocab"), dtype=jnp.float32,
                      name="logits_dense")(hidden)
-    return hidden, logits
+    return hidden, constrain(logits, ("batch", "length", "vocab"))
 
 
 class T5(nn.Module):

@@ -6,6 +6,8 @@ differentiates the prompt only and the backbone is a non-differentiated argument
 The same objects serve the built-in runtime and the t5x wrapper.
 """
 
+import functools
+
 import flax.linen as nn
 import gin
 import jax
@@ -92,7 +94,9 @@ class PromptTuningModel:
 
     decoded = decoding.decode(step, batch["encoder_input_tokens"].shape[0], max_decode_length,
                               decoding_config, rng=rng, eos_id=eos_id,
-                              gather_cache=_gather_self_attention_cache)
+                              gather_cache=functools.partial(
+                                  _gather_self_attention_cache,
+                                  batch_axis=1 if self.config.scan_layers else 0))
     return decoded.tokens, {"scores": decoded.log_probs}
 
   def predict_batch(self, params, batch, max_decode_length: int, eos_id: int = 1, **kwargs):
@@ -101,12 +105,13 @@ class PromptTuningModel:
                                        **kwargs)[0]
 
 
-def _gather_self_attention_cache(cache, rows):
+def _gather_self_attention_cache(cache, rows, batch_axis: int = 0):
   """Reorders the decoder's self-attention caches to the chosen beams. The cross-attention
-  keys and values are the same for every beam of an example, so they stay in place."""
+  keys and values are the same for every beam of an example, so they stay in place.
+  (A scanned decoder's caches hold the layer on axis 0 and the batch on axis 1.)"""
   def gather(path, x):
     cached = jax.tree_util.keystr(path[-1:]).startswith("['cached_")
-    return jnp.take(x, rows, axis=0) if cached else x
+    return jnp.take(x, rows, axis=batch_axis) if cached else x
   return jax.tree_util.tree_map_with_path(gather, cache)
 
 

@@ -37,6 +37,12 @@ class ModelConfig:
   teacher_prompts: Optional[str] = None
   dropout_rate: Optional[float] = None  # default: the backbone config's
   dtype: Optional[str] = None  # activations ('bfloat16' on TPU); default: the config's
+  # TPU scale (README "Memory at scale"): what each layer keeps for the backward pass
+  # ('none', 'full', 'dots_with_no_batch_dims', 'dots'), a scan over each layer stack,
+  # and the frozen backbone held in 'bfloat16' (it is never updated; default float32).
+  remat_policy: str = "none"
+  scan_layers: bool = False
+  frozen_dtype: Optional[str] = None
 
 
 @_setting_group

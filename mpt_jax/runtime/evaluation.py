@@ -33,7 +33,7 @@ def mesh_decode_fn(setup: RunSetup, max_decode_length: int,
   partitioner = setup.partitioner
   shardings = (setup.prompt_shardings, setup.frozen_shardings, partitioner.batch_sharding,
                partitioner.replicated)
-  jitted = jax.jit(lambda t, f, b, rng: setup.model.predict_batch_with_aux(
+  jitted = partitioner.jit(lambda t, f, b, rng: setup.model.predict_batch_with_aux(
       models.merge(t, f), b, max_decode_length, decoding_config=config, rng=rng),
       in_shardings=shardings, out_shardings=partitioner.replicated)
   seed = jax.random.PRNGKey(config.seed)
@@ -52,8 +52,8 @@ def mesh_eval_fns(setup: RunSetup, max_decode_length: int):
   partitioner = setup.partitioner
   decode = mesh_decode_fn(setup, max_decode_length)
   shardings = (setup.prompt_shardings, setup.frozen_shardings, partitioner.batch_sharding)
-  score = jax.jit(lambda t, f, b: setup.model.score_batch(models.merge(t, f), b),
-                  in_shardings=shardings, out_shardings=partitioner.replicated)
+  score = partitioner.jit(lambda t, f, b: setup.model.score_batch(models.merge(t, f), b),
+                          in_shardings=shardings, out_shardings=partitioner.replicated)
 
   def score_on_host(trainable, batch):
     global_batch = partitioner.global_batch(_local_rows(batch))

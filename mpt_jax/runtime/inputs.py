@@ -10,33 +10,76 @@ The global batch is made of `num_input_shards` equal parts, shard s reading shar
 of every task (seqio.ShardInfo). A process produces the shards assigned to it, so
 one process with 2 shards and two processes with one shard each build the very
 same global batch.
+
+Rows are mixed, batched and converted to model features inside tf.data, which builds
+batches ahead in its own threads; a Python loop over rows capped the host at a few
+thousand examples/s. The position still counts only the batches `next()` returned.
 """
 
+import collections
 import dataclasses
+import itertools
 import logging
 from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import seqio
+import tensorflow as tf
 
 from mpt_jax.runtime.features import TaskIdFeatureConverter
 from tasks import registry
 
 MODEL_FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
                   "decoder_loss_weights", "task_ids")
+# Steps of row choices per call into Python: tf.data's generator hand-off costs about
+# as much as computing one step's choices.
+_CHOICE_STEPS = 16
+
+
+def _task_features(task_name: str, split: str, feature_lengths: Mapping[str, int], *,
+                   shuffle: bool, seed: Optional[int], shard_info: Optional[seqio.ShardInfo],
+                   num_epochs: Optional[int]):
+  """One task's stream of trimmed task features, before any feature conversion."""
+  task = registry.get_task_or_mixture(task_name)
+  return task.get_dataset(dict(feature_lengths), split=split, shuffle=shuffle, seed=seed,
+                          shard_info=shard_info, num_epochs=num_epochs, use_cached=False,
+                          trim_output_features=True)
 
 
 def task_dataset(task_name: str, task_id: int, split: str,
                  feature_lengths: Mapping[str, int], *, shuffle: bool, seed: Optional[int],
                  shard_info: Optional[seqio.ShardInfo] = None,
                  num_epochs: Optional[int] = 1, skip: int = 0):
-  """One task's model features, with `task_ids` = task_id."""
-  task = registry.get_task_or_mixture(task_name)
-  ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=shuffle, seed=seed,
-                        shard_info=shard_info, num_epochs=num_epochs, use_cached=False,
-                        trim_output_features=True)
+  """One task's model features, with `task_ids` = task_id, row by row: the rows that
+  `MixedBatches` takes from the stream in order (it converts them a batch at a time)."""
+  ds = _task_features(task_name, split, feature_lengths, shuffle=shuffle, seed=seed,
+                      shard_info=shard_info, num_epochs=num_epochs)
   ds = TaskIdFeatureConverter(task_id)(ds, feature_lengths)
   return ds.skip(skip) if skip else ds
+
+
+def _mixable(ds: tf.data.Dataset, task_name: str, task_id: int) -> tf.data.Dataset:
+  """A task's rows as the same three features for every task, so streams can be mixed."""
+  spec = ds.element_spec
+  for name in ("inputs", "targets"):
+    if name not in spec or spec[name].dtype != tf.int32 or spec[name].shape.rank != 1:
+      raise ValueError(f"Task {task_name!r} gives {spec}; training reads int32 'inputs' "
+                       "and 'targets' sequences (an encoder-decoder task).")
+  task_ids = tf.constant(task_id, tf.int32)
+  return ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"],
+                            "task_ids": task_ids})
+
+
+def _model_features(batch: Mapping[str, tf.Tensor], bos_id: int) -> dict[str, tf.Tensor]:
+  """TaskIdFeatureConverter's model features for a whole padded batch of task features:
+  converting row by row costs about as much as the whole task pipeline."""
+  targets = batch["targets"]
+  return {"encoder_input_tokens": batch["inputs"],
+          "decoder_input_tokens": tf.pad(targets[:, :-1], [[0, 0], [1, 0]],
+                                         constant_values=bos_id),
+          "decoder_target_tokens": targets,
+          "decoder_loss_weights": seqio.non_padding_position(targets),
+          "task_ids": batch["task_ids"]}
 
 
 def mixing_rates(task_names: Sequence[str], provider_name: str,
@@ -111,20 +154,46 @@ class MixedBatches:
                        f"{self.max_tasks} with {kappa} tasks is not possible.")
     self.stochastic = stochastic_task_sampling
     self.position = position or DataPosition(0, {})
-    self._streams: dict[str, Iterator] = {}
+    self._batches: Optional[Iterator] = None
 
-  def _stream(self, shard: int, task_id: int) -> Iterator:
-    key = f"{shard}/{task_id}"
-    if key not in self._streams:
-      ds = task_dataset(
-          self.task_names[task_id], task_id, self.split, self.feature_lengths,
-          shuffle=self.shuffle, seed=self.seed + 1000003 * task_id,
-          shard_info=seqio.ShardInfo(shard, self.num_input_shards),
-          num_epochs=None, skip=self.position.consumed.get(key, 0))
-      self._streams[key] = ds.as_numpy_iterator()
-      logging.info("Opened %s stream %s at example %d", self.task_names[task_id], key,
-                   self.position.consumed.get(key, 0))
-    return self._streams[key]
+  def _dataset(self) -> tf.data.Dataset:
+    """This process's batches from `position` on, mixed and batched inside tf.data.
+
+    Every (shard, task) stream feeds `choose_from_datasets`, driven by the rows of
+    `rows_for_shard` step after step, so rows are assembled and converted in C++ and
+    batches can be prefetched without touching `position`.
+    """
+    streams = []
+    for shard in self.local_shards:
+      for task_id, name in enumerate(self.task_names):
+        skip = self.position.consumed.get(f"{shard}/{task_id}", 0)
+        ds = _task_features(name, self.split, self.feature_lengths, shuffle=self.shuffle,
+                            seed=self.seed + 1000003 * task_id,
+                            shard_info=seqio.ShardInfo(shard, self.num_input_shards),
+                            num_epochs=None)
+        streams.append(_mixable(ds.skip(skip), name, task_id))
+        logging.info("Opened %s stream %s/%d at example %d", name, shard, task_id, skip)
+    num_tasks, first = len(self.task_names), self.position.step
+
+    def choices():
+      for start in itertools.count(first, _CHOICE_STEPS):
+        yield np.concatenate([self.rows_for_shard(step, shard) + i * num_tasks
+                              for step in range(start, start + _CHOICE_STEPS)
+                              for i, shard in enumerate(self.local_shards)])
+
+    rows = len(self.local_shards) * self.rows_per_shard
+    choice = tf.data.Dataset.from_generator(
+        choices, output_signature=tf.TensorSpec([None], tf.int64)).unbatch()
+    lengths = {"inputs": self.feature_lengths["inputs"],
+               "targets": self.feature_lengths["targets"], "task_ids": []}
+    bos_id = TaskIdFeatureConverter().bos_id
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_optimization.map_fusion = True
+    return (tf.data.Dataset.choose_from_datasets(streams, choice)
+            .padded_batch(rows, lengths, drop_remainder=True)
+            .map(lambda batch: _model_features(batch, bos_id))
+            .prefetch(tf.data.AUTOTUNE).with_options(options))
 
   def tasks_for_step(self, step: int) -> np.ndarray:
     """The task ids a batch may draw from (all of them, or MPT's K random ones)."""
@@ -145,12 +214,13 @@ class MixedBatches:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    step = self.position.step
-    rows = []
+    if self._batches is None:
+      self._batches = self._dataset().as_numpy_iterator()
+    batch = next(self._batches)
     for shard in self.local_shards:
-      for task_id in self.rows_for_shard(step, shard):
-        rows.append(next(self._stream(shard, int(task_id))))
-        key = f"{shard}/{int(task_id)}"
-        self.position.consumed[key] = self.position.consumed.get(key, 0) + 1
+      rows = self.rows_for_shard(self.position.step, shard).tolist()
+      for task_id, count in collections.Counter(rows).items():
+        key = f"{shard}/{task_id}"
+        self.position.consumed[key] = self.position.consumed.get(key, 0) + count
     self.position.step += 1
-    return {k: np.stack([row[k] for row in rows]) for k in MODEL_FEATURES}
+    return {k: batch[k] for k in MODEL_FEATURES}

@@ -2,11 +2,14 @@
 placing host arrays on the mesh.
 
 The mesh has axes ('data', 'model'). Parameters are sharded by their logical axes
-(the `params_axes` collection) through the rules below: t5x's standard 1-D
-parameter partitioning, extended with the prompt axes. Prompts are small, so their
-axes are replicated; batches are split over 'data'.
+(the `params_axes` collection), and activations by the logical axes the network pins
+at layer boundaries, through t5x's standard rules (1-D by default, 2-D on request),
+extended with the prompt axes. Prompts are small, so their axes are replicated;
+batches are split over 'data'.
 """
 
+import contextlib
+import functools
 from typing import Optional, Sequence
 
 import flax
@@ -20,15 +23,41 @@ import numpy as np
 
 Rules = Sequence[tuple[str, Optional[str]]]
 
-# t5x's `standard_logical_axis_rules()` for 1-D parameter partitioning.
-T5X_STANDARD_RULES: Rules = (
-    ("batch", "data"), ("vocab", "model"), ("embed", None), ("mlp", "model"),
-    ("heads", "model"), ("kv", None), ("joined_kv", "model"), ("relpos_buckets", None),
+# Axes every rule set maps the same way. 'length' and 'kv' (activations), the position
+# buckets and 'layers' (a scanned stack's layer axis) are never split.
+_COMMON_RULES: Rules = (
+    ("batch", "data"), ("vocab", "model"), ("mlp", "model"), ("heads", "model"),
+    ("kv", None), ("joined_kv", "model"), ("relpos_buckets", None),
     ("abspos_buckets", None), ("length", None), ("layers", None), ("stack", None),
     ("mlp_activations", None),
 )
 # The prompt parameters' axes: task, prompt position and rank are never split.
 PROMPT_RULES: Rules = (("prompt", None), ("tasks", None), ("rank", None))
+
+
+@gin.configurable
+def axis_rules(activation_partitioning_dims: int = 1,
+               parameter_partitioning_dims: int = 1) -> Rules:
+  """t5x's standard rule sets, by how many mesh axes split activations and parameters.
+
+  1 and 1: parameters over 'model' only, activations' embed dimension whole. With
+  activation_partitioning_dims=2 the hidden states' embed dimension is split over
+  'model' too (the layer inputs remat saves are no longer replicated); with
+  parameter_partitioning_dims=2 the parameters' embed dimension is split over 'data'
+  (2-D, fsdp-style: gathered layer by layer). A dimension takes the first rule whose mesh
+  axis the array has not used yet, so a kernel (embed, mlp) gives 'model' to mlp and
+  then embed falls through to 'data' (or stays whole).
+  """
+  for dims, name in ((activation_partitioning_dims, "activation_partitioning_dims"),
+                     (parameter_partitioning_dims, "parameter_partitioning_dims")):
+    if dims not in (1, 2):
+      raise ValueError(f"{name}={dims}: use 1 or 2.")
+  embed: Rules = ()
+  if activation_partitioning_dims == 2:
+    embed += (("embed", "model"),)
+  if parameter_partitioning_dims == 2:
+    embed += (("embed", "data"),)
+  return _COMMON_RULES + (embed or (("embed", None),)) + PROMPT_RULES
 
 
 @gin.configurable
@@ -41,7 +70,7 @@ class Partitioner:
 
   def __init__(self, num_partitions: int = 1,
                mesh_shape: Optional[tuple[int, int]] = None,
-               logical_axis_rules: Rules = T5X_STANDARD_RULES + PROMPT_RULES,
+               logical_axis_rules: Optional[Rules] = None,
                devices: Optional[Sequence[jax.Device]] = None):
     devices = list(devices or jax.devices())
     if mesh_shape is None:
@@ -53,7 +82,23 @@ class Partitioner:
       raise ValueError(f"mesh_shape {tuple(mesh_shape)} needs {int(np.prod(mesh_shape))} "
                        f"devices; there are {len(devices)}.")
     self.mesh = Mesh(np.asarray(devices).reshape(mesh_shape), ("data", "model"))
-    self.rules = tuple(logical_axis_rules)
+    self.rules = tuple(logical_axis_rules or axis_rules())
+
+  @contextlib.contextmanager
+  def activation_rules(self):
+    """While a step is traced: activations' sharding constraints resolve by these rules
+    on this mesh (`mpt_jax.backbone.layers.constrain`)."""
+    with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh), \
+        nn_partitioning.axis_rules(self.rules):
+      yield
+
+  def jit(self, fn, **jit_kwargs):
+    """`jax.jit(fn)` whose trace runs under `activation_rules`."""
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+      with self.activation_rules():
+        return fn(*args, **kwargs)
+    return jax.jit(traced, **jit_kwargs)
 
   @property
   def data_parallelism(self) -> int:

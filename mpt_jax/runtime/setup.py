@@ -56,16 +56,22 @@ class RunSetup:
                   "backbone_fingerprint": self.backbone.fingerprint, **metadata})
 
 
+def network_config(model: ModelConfig, backbone_config: T5Config) -> T5Config:
+  """The backbone's config as this run executes it: ModelConfig's overrides applied."""
+  overrides = {"dropout_rate": model.dropout_rate, "dtype": model.dtype,
+               "remat_policy": model.remat_policy, "scan_layers": model.scan_layers}
+  return backbone_config.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
 def build_model(model: ModelConfig, backbone_config: T5Config, prompt_module: nn.Module,
-                task_names: Sequence[str],
-                backbone: Optional[Backbone] = None) -> models.PromptTuningModel:
+                task_names: Sequence[str], backbone: Optional[Backbone] = None,
+                teacher: Optional[nn.Module] = None) -> models.PromptTuningModel:
   """The model object over `prompt_module`, with the teachers' prompts reordered to
   `task_names` when `model.teacher_prompts` names them (and checked to belong to
-  `backbone`, when given)."""
-  overrides = {"dropout_rate": model.dropout_rate, "dtype": model.dtype}
-  config = backbone_config.replace(**{k: v for k, v in overrides.items() if v is not None})
-  teacher = (factories.teacher_bank(model.teacher_prompts, task_names, backbone)
-             if model.teacher_prompts else None)
+  `backbone`, when given). `teacher` gives the teacher bank module directly instead."""
+  config = network_config(model, backbone_config)
+  if teacher is None and model.teacher_prompts:
+    teacher = factories.teacher_bank(model.teacher_prompts, task_names, backbone)
   student_shape = (prompt_module.length, prompt_module.embed_dim)
   if teacher is not None and (teacher.length, teacher.embed_dim) != student_shape:
     raise ValueError(
@@ -76,11 +82,26 @@ def build_model(model: ModelConfig, backbone_config: T5Config, prompt_module: nn
   return model.model_cls(config, prompt_module, teacher_prompt=teacher)
 
 
-def place_backbone(backbone: Backbone, partitioner: Partitioner) -> dict:
-  """The backbone's parameters as global arrays sharded by their logical axes."""
-  axes = backbone_params.abstract_variables(backbone.config)["params_axes"]
-  return partitioner.place(flax.core.unfreeze(backbone.params),
-                           partitioner.param_shardings(axes))
+def frozen_layout(params: dict, config: T5Config, model: ModelConfig) -> dict:
+  """The backbone's parameters as the network takes them: stacked per layer stack
+  under `scan_layers`, cast to `frozen_dtype` when one is set."""
+  if config.scan_layers:
+    params = backbone_params.stack_layers(params, config)
+  if model.frozen_dtype:
+    dtype = jnp.dtype(model.frozen_dtype)
+    params = jax.tree.map(lambda x: x.astype(dtype), params)
+  return params
+
+
+def place_backbone(backbone: Backbone, partitioner: Partitioner,
+                   model: Optional[ModelConfig] = None) -> dict:
+  """The backbone's parameters as global arrays sharded by their logical axes, in the
+  layout and dtype `model` runs them in."""
+  model = model or ModelConfig()
+  config = network_config(model, backbone.config)
+  axes = backbone_params.abstract_variables(config)["params_axes"]
+  params = frozen_layout(flax.core.unfreeze(backbone.params), config, model)
+  return partitioner.place(params, partitioner.param_shardings(axes))
 
 
 def build_setup(backbone: Backbone, task_names: Sequence[str], prompt_module: nn.Module,
@@ -95,7 +116,7 @@ def build_setup(backbone: Backbone, task_names: Sequence[str], prompt_module: nn
   built = build_model(model, backbone.config, prompt_module, task_names, backbone)
   ids = jnp.zeros((1,), jnp.int32)
   prompt_vars = prompt_module.init(jax.random.PRNGKey(seed), ids)
-  frozen = dict(placed_backbone or place_backbone(backbone, partitioner))
+  frozen = dict(placed_backbone or place_backbone(backbone, partitioner, model))
   teacher = built.network.teacher_prompt
   if teacher is not None:
     teacher_vars = teacher.init(jax.random.PRNGKey(0), ids)

@@ -60,6 +60,48 @@ def test_stage_files_parse_for_train_with_every_model_file():
   assert _parse_in_process("mpt_jax.train", combos, "train.model_dir") == []
 
 
+# What `python -m mpt_jax.aot` builds before compiling: every stage's abstract step inputs,
+# on this process's one device, the backbone's shape from each model file.
+_AOT = """
+import json, gin
+from mpt_jax import aot, cli
+from tasks import registry
+gin.add_config_file_search_path({gin_dir!r})
+shapes, failures = {{}}, []
+for files in {combos!r}:
+  try:
+    gin.clear_config()
+    registry.import_task_modules(cli.task_modules_named(files, {bindings!r}))
+    gin.parse_config_files_and_bindings(files, {bindings!r}, finalize_config=False)
+    run = aot.abstract_run(aot.backbone_config(None), None)
+    shapes[" ".join(files)] = [run.batch["encoder_input_tokens"].shape,
+                               run.frozen["encoder"]["relpos_bias"]["rel_embedding"].shape]
+  except Exception as e:  # pylint: disable=broad-except
+    failures.append({{"files": files, "error": repr(e)}})
+print(json.dumps({{"shapes": shapes, "failures": failures}}))
+"""
+
+
+@pytest.mark.xdist_group("subprocesses")
+def test_every_stage_file_with_every_model_file_builds_the_aot_commands_abstract_step():
+  combos = [[f"runs/{stage}", size] for stage in STAGES for size in SIZES
+            if size.startswith("models/")]
+  bindings = [b for b in REQUIRED if not b.startswith("BACKBONE=")] + ["NUM_PARTITIONS=1"]
+  script = _AOT.format(gin_dir=str(GIN), combos=combos, bindings=bindings)
+  done = subprocess.run([sys.executable, "-c", script], cwd=helpers.ROOT,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result["failures"] == []
+  assert len(result["shapes"]) == len(combos)
+  heads = {"t5_1_1_xxl": 64, "t5_1_1_base": 12, "t5_base": 12}
+  for files, (batch, relpos) in result["shapes"].items():
+    model = files.split("models/")[1][:-len(".gin")]
+    assert batch == [100 if model == "t5_1_1_small" else 12 if "large" in model else 32, 256]
+    if model in heads:
+      assert relpos[0] == heads[model], files
+
+
 @pytest.mark.xdist_group("subprocesses")
 def test_the_eval_file_parses_for_eval_with_every_model_file():
   combos = [["runs/eval.gin", size] for size in SIZES]

@@ -3,7 +3,9 @@
   python tests/runtime/distributed_run.py CONFIG_JSON
 
 CONFIG_JSON: {"devices": 8, "backbone": ..., "runs": [{"model_dir": ..., "mesh_shape":
-[2, 4] | null, "use_devices": 1 | null, "num_input_shards": 2, "train_steps": 6}],
+[2, 4] | null, "use_devices": 1 | null, "num_input_shards": 2, "train_steps": 6,
+"model": {ModelConfig fields} (optional), "axis_rules": [activation dims, parameter
+dims] (optional)}],
 "coordinator": "localhost:port" (optional), "process_count": 2, "process_index": 0,
 "infer": {"output": ..., "prompts": ..., "split": "validation", "mesh_shape": [2, 4] |
 null} (optional, after the runs)}.
@@ -28,18 +30,20 @@ if "coordinator" in config:
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from mpt_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime.partitioning import axis_rules  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime.partitioning import Partitioner  # pylint: disable=g-import-not-at-top
 from tests import helpers  # pylint: disable=g-import-not-at-top
 
 for run in config["runs"]:
   devices = jax.devices()[: run["use_devices"]] if run.get("use_devices") else None
   mesh_shape = tuple(run["mesh_shape"]) if run.get("mesh_shape") else None
-  partitioner = Partitioner(mesh_shape=mesh_shape, devices=devices)
+  rules = axis_rules(*run["axis_rules"]) if run.get("axis_rules") else None
+  partitioner = Partitioner(mesh_shape=mesh_shape, devices=devices, logical_axis_rules=rules)
   try:
     helpers.train_toy(run["model_dir"], config["backbone"], partitioner=partitioner,
                       train_steps=run.get("train_steps", 6), checkpoint_period=100,
                       num_input_shards=run.get("num_input_shards"),
-                      dropout_rate=run.get("dropout_rate"))
+                      dropout_rate=run.get("dropout_rate"), **run.get("model", {}))
   except preemption.Preempted as e:
     print("preempted", jax.process_index(), e.step, flush=True)
     sys.exit(preemption.PREEMPTED_EXIT_CODE)

@@ -44,16 +44,24 @@ def _prompts(model_dir):
 def test_meshes_match_one_device(tmp_path, tiny_backbone_dir, toy_run):
   runs = {"one": dict(use_devices=1), "2x4": dict(mesh_shape=[2, 4]),
           "4x2": dict(mesh_shape=[4, 2])}
+  # Every TPU-scale option at once (remat, scanned stacks, the embed dimension of
+  # activations and parameters split over 'model' and 'data') against one plain device.
+  # Without dropout: a scan draws each layer's dropout mask from another key.
+  scale = {"one_no_dropout": dict(use_devices=1),
+           "scale": dict(mesh_shape=[2, 4], axis_rules=[2, 2],
+                         model=dict(remat_policy="full", scan_layers=True))}
   config = {"devices": 8, "backbone": str(tiny_backbone_dir),
             "runs": [dict(model_dir=str(tmp_path / name), dropout_rate=0.1, **run)
-                     for name, run in runs.items()],
+                     for name, run in runs.items()] +
+                    [dict(model_dir=str(tmp_path / name), dropout_rate=0.0, **run)
+                     for name, run in scale.items()],
             "infer": _infer_spec(toy_run, tmp_path / "mesh.jsonl", mesh_shape=[2, 4])}
   _finish(_run(config))
   _assert_one_devices_predictions(toy_run, tiny_backbone_dir, tmp_path / "mesh.jsonl")
-  for name in ("2x4", "4x2"):
-    np.testing.assert_allclose(_losses(tmp_path / name), _losses(tmp_path / "one"),
+  for name, reference in (("2x4", "one"), ("4x2", "one"), ("scale", "one_no_dropout")):
+    np.testing.assert_allclose(_losses(tmp_path / name), _losses(tmp_path / reference),
                                rtol=2e-5)
-    np.testing.assert_allclose(_prompts(tmp_path / name), _prompts(tmp_path / "one"),
+    np.testing.assert_allclose(_prompts(tmp_path / name), _prompts(tmp_path / reference),
                                rtol=1e-4, atol=1e-5)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from mpt_jax.backbone import params as backbone_params
 from mpt_jax.prompts import modules as prompts
+from mpt_jax.runtime.partitioning import axis_rules
 from mpt_jax.runtime.partitioning import Partitioner
 from tests import helpers
 
@@ -64,6 +65,25 @@ def test_prompt_axes_are_replicated():
       "prompts": PartitionSpec(None, None, None)}
 
 
+def test_two_d_rules_split_activations_embed_over_model_and_parameters_embed_over_data():
+  specs = {dims: Partitioner(logical_axis_rules=axis_rules(*dims)).sharding
+           for dims in [(1, 1), (2, 1), (1, 2), (2, 2)]}
+  hidden, kernel, embedding = ("batch", "length", "embed"), ("embed", "mlp"), ("vocab", "embed")
+  assert specs[1, 1](hidden).spec == PartitionSpec("data", None, None)
+  assert specs[2, 1](hidden).spec == PartitionSpec("data", None, "model")
+  assert specs[1, 2](hidden).spec == PartitionSpec("data", None, None)  # 'data' is taken
+  assert specs[2, 2](hidden).spec == PartitionSpec("data", None, "model")
+  for dims in [(1, 1), (2, 1)]:  # a kernel's embed never takes 'model' from mlp
+    assert specs[dims](kernel).spec == PartitionSpec(None, "model")
+    assert specs[dims](embedding).spec == PartitionSpec("model", None)
+  for dims in [(1, 2), (2, 2)]:
+    assert specs[dims](kernel).spec == PartitionSpec("data", "model")
+    assert specs[dims](embedding).spec == PartitionSpec("model", "data")
+  assert Partitioner().rules == axis_rules(1, 1)
+  with pytest.raises(ValueError, match=r"activation_partitioning_dims=3: use 1 or 2\."):
+    axis_rules(3, 1)
+
+
 def test_other_logical_rules_give_other_shardings():
   partitioner = Partitioner(logical_axis_rules=(("embed", "data"), ("mlp", None)))
   assert partitioner.sharding(("embed", "mlp")).spec == PartitionSpec("data", None)
@@ -107,6 +127,7 @@ EIGHT_DEVICES = textwrap.dedent("""
     import numpy as np
     from mpt_jax.backbone import params as backbone_params
     import mpt_jax
+    from mpt_jax.runtime.partitioning import axis_rules
     from mpt_jax.runtime.partitioning import Partitioner
     from tests import helpers
 
@@ -135,6 +156,12 @@ EIGHT_DEVICES = textwrap.dedent("""
         np.array_equal(np.asarray(s.data), host[s.index]) for s in kernel.addressable_shards)
     norm = placed["encoder"]["encoder_norm"]["scale"]
     facts["norm_shards"] = sorted({tuple(s.data.shape) for s in norm.addressable_shards})
+    two_d = Partitioner(num_partitions=2, logical_axis_rules=axis_rules(2, 2))
+    placed = two_d.place(backbone.params, two_d.param_shardings(axes))
+    kernel = placed["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]
+    facts["two_d_kernel_shards"] = sorted({tuple(s.data.shape) for s in kernel.addressable_shards})
+    facts["two_d_kernel_match"] = all(
+        np.array_equal(np.asarray(s.data), host[s.index]) for s in kernel.addressable_shards)
 
     rows = np.arange(8 * 3, dtype=np.int32).reshape(8, 3)
     batch = partitioner.global_batch({"encoder_input_tokens": rows})["encoder_input_tokens"]
@@ -166,6 +193,8 @@ def test_eight_devices_make_the_asked_meshes_and_shard_params_and_batches():
   assert facts["kernel_shape"] == [32, 48]
   assert facts["kernel_shards"] == [[32, 24]] and facts["kernel_shards_match"]
   assert facts["norm_shards"] == [[32]]
+  # 2-D: the same kernel's embed (32) over the 4 'data' devices as well.
+  assert facts["two_d_kernel_shards"] == [[8, 24]] and facts["two_d_kernel_match"]
   # 8 rows over 4 'data' groups: 2 rows each, the same rows on both 'model' devices.
   assert facts["batch_equal"]
   shards = facts["batch_shards"]
