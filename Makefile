@@ -14,8 +14,9 @@ $(STAMP): setup.py
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
+# The demo is a CPU job; the venv's libtpu (for the AOT tests) would otherwise be probed.
 demo: $(STAMP)
-	$(PY) -m mpt_jax.pipeline --gin_file=pipelines/demo.gin
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m mpt_jax.pipeline --gin_file=pipelines/demo.gin
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

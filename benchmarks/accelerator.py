@@ -6,9 +6,8 @@ Measures examples/s, achieved TFLOP/s and MFU of the prompt-tuning step (a decom
 MPT prompt over 6 tasks) and of the distillation step (the same prompt taught by a
 6-task teacher bank), and greedy decoding tokens/s, at the paper's shapes (batch 32,
 inputs 256 + a 100-vector prompt, targets 32; flags change them), bf16 activations.
-Backbones are random (nothing to download); their matrices are cast to bf16, which the
-model runs unchanged (every projection casts its kernel to the activation dtype; the norm
-scales stay float32, as declared).
+Backbones are random (nothing to download) and held in bf16, as
+`ModelConfig.frozen_dtype = 'bfloat16'` holds them.
 
 FLOPs are XLA's count for the compiled step (`cost_analysis`), so MFU is that count over
 seconds per step over the device's dense bf16 peak; a decoding call is a while loop, whose
@@ -44,6 +43,8 @@ from mpt_jax.model.decoding import DecodingConfig  # pylint: disable=g-import-no
 from mpt_jax.prompts import modules as prompts  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import loop  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import optimizers  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import setup as setup_lib  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime.configs import ModelConfig  # pylint: disable=g-import-not-at-top
 
 MODELS = ("t5_1_1_base", "t5_1_1_xl")
 # Distillation last: the costliest row to compile, so a tight budget loses it first.
@@ -140,12 +141,11 @@ class Report:
 
 
 def _backbone(name: str, seed: int = 0):
-  """(config, params): a random backbone with bf16 activations and bf16 matrices; the
-  norms' scales stay float32, as the model declares them."""
+  """(config, params): a random backbone with bf16 activations, held in bf16 as
+  `ModelConfig.frozen_dtype = 'bfloat16'` places it."""
   config = mpt_jax.named_config(name, dtype="bfloat16", dropout_rate=0.0)
-  params = jax.tree_util.tree_map_with_path(
-      lambda path, x: x if path[-1].key == "scale" else x.astype(jnp.bfloat16),
-      common.random_params(config, seed))
+  params = setup_lib.frozen_layout(common.random_params(config, seed), config,
+                                   ModelConfig(frozen_dtype="bfloat16"))
   return config, params
 
 
