@@ -24,6 +24,7 @@ import time
 from typing import Optional, Sequence
 
 from absl import flags
+import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
@@ -176,7 +177,7 @@ def _factory_arguments(factory) -> dict:
   return {**defaults, **gin.get_bindings(factory)}
 
 
-def prompt_module_shaped_as_bound(num_tasks: int, d_model: int) -> prompt_modules.nn.Module:
+def prompt_module_shaped_as_bound(num_tasks: int, d_model: int) -> nn.Module:
   """A prompt module of the shape `train.prompt`'s factory would make, without reading
   the files it may start from (initialisation does not change what compiles)."""
   reference = gin.query_parameter(f"{train_lib.train.__name__}.prompt")
