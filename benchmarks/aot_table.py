@@ -17,6 +17,9 @@ import pathlib
 import subprocess
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from mpt_jax import aot  # pylint: disable=g-import-not-at-top
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ("t5_1_1_base", "t5_1_1_xl", "t5_1_1_xxl")
 STAGES = {"teachers": [], "distill": [],
@@ -57,21 +60,15 @@ def compile_rows(model: str, stage: str) -> list[dict]:
 
 
 def main():
-  gib = 2**30
-  print("| model | stage | target | mesh | arguments GiB | temporaries GiB | total GiB | "
-        "HBM GiB | fits | TFLOPs/step/device | compile s |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  header, rule = aot.TABLE_HEADER.splitlines()
+  print("| model | stage " + header)
+  print("|---|---" + rule)
   for model in sys.argv[1:] or MODELS:
     for stage in STAGES:
       for r in compile_rows(model, stage):
-        if "error" in r:
-          print(f"| {model} | {stage} | {r['target']} | failed: {r['error']} |||||||| ")
-          continue
-        fits = {True: "yes", False: "NO", None: "?"}[r["fits"]]
-        print(f"| {model} | {stage} | {r['target']} | {r['mesh'][0]}x{r['mesh'][1]} | "
-              f"{r['argument_bytes'] / gib:.2f} | {r['temp_bytes'] / gib:.2f} | "
-              f"{r['total_bytes'] / gib:.2f} | {r['capacity_bytes'] / gib:.2f} | {fits} | "
-              f"{r['flops'] / 1e12:.1f} | {r['compile_seconds']:.0f} |", flush=True)
+        row = (f"| {r['target']} | failed: {r['error']} |" if "error" in r else
+               aot.format_row(aot.Report.from_json(r)))
+        print(f"| {model} | {stage} {row}", flush=True)
 
 
 if __name__ == "__main__":

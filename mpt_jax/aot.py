@@ -131,6 +131,11 @@ class Report:
     return {**dataclasses.asdict(self), "total_bytes": self.total_bytes,
             "capacity_bytes": self.capacity_bytes, "fits": self.fits}
 
+  @classmethod
+  def from_json(cls, value: dict) -> "Report":
+    fields = {f.name: value[f.name] for f in dataclasses.fields(cls)}
+    return cls(**{**fields, "mesh": tuple(fields["mesh"])})
+
 
 def _required(value, what: str):
   if value is gin.REQUIRED:
