@@ -165,9 +165,7 @@ def _time(jitted, args, settings) -> tuple[float, float, float]:
 
 def _train_step(model, prompt, frozen, batch, settings):
   optimizer = optimizers.make_optimizer()
-  trainable = {"prompt": _init(prompt, 0)}
-  state = loop.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
-                          jax.random.PRNGKey(0))
+  state = loop.initial_train_state({"prompt": _init(prompt, 0)}, optimizer, seed=0)
   step = jax.jit(loop.make_train_step(model, optimizer, use_dropout=False))
   return _time(step, (state, frozen, batch), settings)
 

@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -87,9 +86,7 @@ def _bare_steps(setup, optimizer):
   on a state and batches of its own, already on the device."""
   step = jax.jit(loop.make_train_step(setup.model, optimizer, use_dropout=False),
                  donate_argnums=(0,))
-  initial = setup.initial_prompt
-  state = [jax.device_put(loop.TrainState(jnp.int32(0), initial, optimizer.init(initial),
-                                          jax.random.PRNGKey(0)))]
+  state = [jax.device_put(loop.initial_train_state(setup.initial_prompt, optimizer, seed=0))]
   batches = [setup.partitioner.global_batch(b) for b in SyntheticBatches().batches]
 
   def steps(n: int) -> float:

@@ -30,8 +30,7 @@ NUM_SOURCE_TASKS = 6
 def _state(prompt_module, optimizer):
   trainable = {"prompt": prompt_module.init(jax.random.PRNGKey(0),
                                             jnp.zeros((1,), jnp.int32))["params"]}
-  return loop.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
-                            jax.random.PRNGKey(0))
+  return loop.initial_train_state(trainable, optimizer, seed=0)
 
 
 def _checkpoint_bytes(state) -> int:

@@ -153,10 +153,9 @@ def _macro(name: str):
 
 
 def _local_hf_config(path) -> Optional[T5Config]:
-  config_file = pathlib.Path(str(path)) / huggingface.CONFIG_FILE
-  if "://" in str(path) or not config_file.is_file():
+  if "://" in str(path) or not (pathlib.Path(str(path)) / huggingface.CONFIG_FILE).is_file():
     return None
-  return T5Config.from_hf_dict(json.loads(config_file.read_text()))
+  return huggingface.read_hf_config(path)
 
 
 def backbone_config(name: Optional[str]) -> T5Config:

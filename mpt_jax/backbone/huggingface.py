@@ -111,16 +111,20 @@ def _hf_name(name: str) -> tuple[str, bool]:
   raise ValueError(f"Parameter {name!r} has no HuggingFace T5 name.")
 
 
-def read_hf_t5(path) -> tuple[T5Config, dict]:
-  """Returns (config, params) with params named as t5x's T5 network names them."""
-  directory = paths.as_path(path)
-  config_path = directory / CONFIG_FILE
+def read_hf_config(path) -> T5Config:
+  """A HuggingFace T5 directory's shapes, from its config.json alone."""
+  config_path = paths.as_path(path) / CONFIG_FILE
   if not config_path.exists():
     raise FileNotFoundError(
         f"{config_path} not found: a HuggingFace T5 directory needs config.json beside "
         "model.safetensors.")
-  hf_config = json.loads(config_path.read_text())
-  config = T5Config.from_hf_dict(hf_config)
+  return T5Config.from_hf_dict(json.loads(config_path.read_text()))
+
+
+def read_hf_t5(path) -> tuple[T5Config, dict]:
+  """Returns (config, params) with params named as t5x's T5 network names them."""
+  directory = paths.as_path(path)
+  config = read_hf_config(directory)
   tensors = _read_tensors(directory)
   flat = {}
   for hf_name, value in tensors.items():

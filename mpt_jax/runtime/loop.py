@@ -70,11 +70,17 @@ def make_train_step(model: models.PromptTuningModel, optimizer: optax.GradientTr
   return train_step
 
 
+def initial_train_state(trainable, optimizer: optax.GradientTransformation,
+                        seed: int) -> TrainState:
+  """Step 0: the trainable tree, its fresh optimizer state and the run's dropout key."""
+  return TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
+                    jax.random.PRNGKey(seed))
+
+
 def abstract_train_state(initial_trainable, optimizer: optax.GradientTransformation,
                          seed: int) -> TrainState:
   """The train state's shapes and dtypes, from the trainable tree's (arrays or shapes)."""
-  return jax.eval_shape(lambda p: TrainState(
-      jnp.int32(0), p, optimizer.init(p), jax.random.PRNGKey(seed)), initial_trainable)
+  return jax.eval_shape(lambda p: initial_train_state(p, optimizer, seed), initial_trainable)
 
 
 def train_state_shardings(partitioner: Partitioner, abstract_state: TrainState,
@@ -248,10 +254,9 @@ class TrainLoop:
     restored = self.checkpoints.restore_latest(
         serialization.to_state_dict(self.abstract_state), self.setup.run_facts)
     if restored is None:
-      initial = self.setup.initial_prompt
       self.state = partitioner.place(
-          TrainState(np.int32(0), initial, self.optimizer.init(initial),
-                     np.asarray(jax.random.PRNGKey(self.seed))), self.shardings)
+          initial_train_state(self.setup.initial_prompt, self.optimizer, self.seed),
+          self.shardings)
       return None
     self.last_checkpoint, saved, data = restored
     self.state = partitioner.place(
