@@ -41,7 +41,7 @@ import mpt_jax  # pylint: disable=g-import-not-at-top
 from mpt_jax.model import models  # pylint: disable=g-import-not-at-top
 from mpt_jax.model.decoding import DecodingConfig  # pylint: disable=g-import-not-at-top
 from mpt_jax.prompts import modules as prompts  # pylint: disable=g-import-not-at-top
-from mpt_jax.runtime import loop  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import steps  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import optimizers  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import setup as setup_lib  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime.configs import ModelConfig  # pylint: disable=g-import-not-at-top
@@ -165,8 +165,8 @@ def _time(jitted, args, settings) -> tuple[float, float, float]:
 
 def _train_step(model, prompt, frozen, batch, settings):
   optimizer = optimizers.make_optimizer()
-  state = loop.initial_train_state({"prompt": _init(prompt, 0)}, optimizer, seed=0)
-  step = jax.jit(loop.make_train_step(model, optimizer, use_dropout=False))
+  state = steps.initial_train_state({"prompt": _init(prompt, 0)}, optimizer, seed=0)
+  step = jax.jit(steps.make_train_step(model, optimizer, use_dropout=False))
   return _time(step, (state, frozen, batch), settings)
 
 

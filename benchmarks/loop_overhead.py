@@ -1,6 +1,6 @@
 """The train loop's overhead: seconds per step of the real `TrainLoop` (batches prepared
 ahead in its thread, metrics and the NaN check on the log cadence) over seconds per
-step of the bare jitted step called back to back on batches already on the device, on
+step of the loop's bare jitted step called back to back on batches already on the device, on
 the T5-small shape of prompt_step.py. Prints one JSON line; the target is <= 1.03.
 
 The loop reads ready-made synthetic host batches (an iterator with a data position,
@@ -25,6 +25,7 @@ from mpt_jax.prompts import modules as prompts  # pylint: disable=g-import-not-a
 from mpt_jax.runtime import inputs  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import loop  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import optimizers  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import steps  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import setup as setup_lib  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime.configs import CheckpointConfig  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime.configs import ModelConfig  # pylint: disable=g-import-not-at-top
@@ -39,15 +40,17 @@ LOG_PERIOD = WINDOW
 
 
 class SyntheticBatches:
-  """A few ready-made host batches, cycled, and the data position the loop saves."""
+  """A few ready-made host batches of a bank of one run, cycled, and the data position
+  the loop saves."""
 
   def __init__(self, count: int = 4):
-    self.batches = [common.batch(seed=seed) for seed in range(count)]
-    self.position = inputs.DataPosition(0, {})
+    self.batches = [{k: v[None] for k, v in common.batch(seed=seed).items()}
+                    for seed in range(count)]
+    self.position = inputs.BankPosition([inputs.DataPosition(0, {})])
 
   def __next__(self) -> dict:
-    batch = self.batches[self.position.step % len(self.batches)]
-    self.position.step += 1
+    batch = self.batches[self.position[0].step % len(self.batches)]
+    self.position[0].step += 1
     return batch
 
 
@@ -82,21 +85,29 @@ class AlternatingLoop(loop.TrainLoop):
 
 
 def _bare_steps(setup, optimizer):
-  """steps(n) -> seconds: n back-to-back calls of the bare jitted step (compiled here)
-  on a state and batches of its own, already on the device."""
-  step = jax.jit(loop.make_train_step(setup.model, optimizer, use_dropout=False),
-                 donate_argnums=(0,))
-  state = [jax.device_put(loop.initial_train_state(setup.initial_prompt, optimizer, seed=0))]
-  batches = [setup.partitioner.global_batch(b) for b in SyntheticBatches().batches]
+  """run_steps(n) -> seconds: n back-to-back calls of the loop's jitted step (compiled
+  again here) on a state and batches of its own, already on the device."""
+  shardings = steps.train_state_shardings(
+      setup.partitioner, steps.abstract_train_state(setup.initial_prompt, optimizer, 0),
+      setup.prompt_shardings)
+  step = steps.jit_bank_step(setup.model, [optimizer], setup.partitioner, [shardings],
+                             setup.frozen_shardings)
+  state = [(setup.partitioner.place(
+      steps.initial_train_state(setup.initial_prompt, optimizer, seed=0), shardings),)]
+  guard = [setup.partitioner.place(steps.FirstNonFinite(np.zeros(1, np.int32),
+                                                        np.zeros(1, np.float32)),
+                                   steps.FirstNonFinite.replicated(setup.partitioner))]
+  batches = [setup.partitioner.global_bank_batch(b) for b in SyntheticBatches().batches]
 
-  def steps(n: int) -> float:
+  def run_steps(n: int) -> float:
     start = time.perf_counter()
     for i in range(n):
-      state[0], metrics = step(state[0], setup.frozen, batches[i % len(batches)])
+      state[0], metrics, guard[0] = step(state[0], setup.frozen, batches[i % len(batches)],
+                                         guard[0])
     jax.block_until_ready(metrics)
     return time.perf_counter() - start
-  steps(1)
-  return steps
+  run_steps(1)
+  return run_steps
 
 
 def main():
@@ -106,8 +117,8 @@ def main():
                                 ModelConfig(), Partitioner())
   optimizer = optimizers.make_optimizer()
   with tempfile.TemporaryDirectory() as directory:
-    alternating = AlternatingLoop(setup, optimizer, ModelDir(directory),
-                                  CheckpointConfig(period=None), seed=0,
+    alternating = AlternatingLoop([loop.LoopRun(setup, optimizer, ModelDir(directory), 0)],
+                                  CheckpointConfig(period=None),
                                   bare_steps=_bare_steps(setup, optimizer))
     alternating.start()
     alternating.run(SyntheticBatches(), 2 + WINDOW * WINDOWS, LOG_PERIOD)

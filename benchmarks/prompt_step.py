@@ -21,7 +21,7 @@ from benchmarks import common  # pylint: disable=g-import-not-at-top
 from mpt_jax.model import models  # pylint: disable=g-import-not-at-top
 from mpt_jax.prompts import modules as prompts  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import checkpoints  # pylint: disable=g-import-not-at-top
-from mpt_jax.runtime import loop  # pylint: disable=g-import-not-at-top
+from mpt_jax.runtime import steps  # pylint: disable=g-import-not-at-top
 from mpt_jax.runtime import optimizers  # pylint: disable=g-import-not-at-top
 
 NUM_SOURCE_TASKS = 6
@@ -30,7 +30,7 @@ NUM_SOURCE_TASKS = 6
 def _state(prompt_module, optimizer):
   trainable = {"prompt": prompt_module.init(jax.random.PRNGKey(0),
                                             jnp.zeros((1,), jnp.int32))["params"]}
-  return loop.initial_train_state(trainable, optimizer, seed=0)
+  return steps.initial_train_state(trainable, optimizer, seed=0)
 
 
 def _checkpoint_bytes(state) -> int:
@@ -63,7 +63,7 @@ def main():
     return jax.jit(lambda t, f, b: model.loss_fn(models.merge(t, f), b)[0])
 
   def step(model):
-    jitted = jax.jit(loop.make_train_step(model, optimizer, use_dropout=False))
+    jitted = jax.jit(steps.make_train_step(model, optimizer, use_dropout=False))
     return jitted, lambda s, f, b: jitted(s, f, b)[1]["loss"]
 
   pt_forward, student_forward = forward(pt_model), forward(student_model)

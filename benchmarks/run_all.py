@@ -1,6 +1,7 @@
 """`make bench`: runs the JAX benchmarks (training steps, decoding, the input pipeline, the
-train loop's overhead) and, where the `reference` extra is installed, their PyTorch/PEFT
-counterparts, then prints one table of ratios measured in this run.
+train loop's overhead, run banks against separate processes) and, where the `reference`
+extra is installed, their PyTorch/PEFT counterparts, then prints one table of ratios
+measured in this run.
 
 The PEFT side runs with $REFERENCE_PYTHON, else .venv-reference/bin/python (made by
 `make fixtures`); without either it is reported as skipped.
@@ -34,7 +35,8 @@ DECODERS = {"greedy": "greedy", "beam4": "beam-4"}
 
 
 def rows(jax_result: dict, peft_result, decode_result: dict, peft_decode_result,
-         input_result: dict, loop_result: dict) -> list[tuple[str, str, str]]:
+         input_result: dict, loop_result: dict,
+         bank_result: dict) -> list[tuple[str, str, str]]:
   s = jax_result["seconds"]
   peak = jax_result["matmul_flops_per_second"]
   achieved = jax_result["pt_step_flops"] / s["pt_step"]
@@ -69,6 +71,10 @@ def rows(jax_result: dict, peft_result, decode_result: dict, peft_decode_result,
                   f"{input_result['baseline_examples_per_second'][batch]:,})", ">= 5"))
   table.append(("train loop step / bare jitted step", f"{loop_result['overhead']:.3f}",
                 "<= 1.03"))
+  table.append((f"run bank: {bank_result['runs']} few-shot runs at the demo's shapes, "
+                "separate processes / one bank (wall time)",
+                f"{bank_result['speedup']:.2f} ({bank_result['separate_seconds']:.0f} s / "
+                f"{bank_result['bank_seconds']:.0f} s)", ">= 4"))
   table += [
       ("peak resident memory of the step process", f"{jax_result['peak_rss_mb']:.0f} MB", ""),
       ("checkpoint size on disk (prompt + optimizer state)",
@@ -86,6 +92,7 @@ def main():
   peft_decode_result = _run(reference, "peft_decode.py") if reference else None
   input_result = _run(sys.executable, "input_pipeline.py")
   loop_result = _run(sys.executable, "loop_overhead.py")
+  bank_result = _run(sys.executable, "run_bank.py")
   s = jax_result["seconds"]
   print("T5-small shape, batch 8, inputs 256 + prompt 100, targets 8, float32, this CPU")
   print(f"times (s): forward {s['pt_forward']:.3f}, step {s['pt_step']:.3f}, student "
@@ -102,7 +109,7 @@ def main():
   print("| measure | value | target |")
   print("|---|---|---|")
   for name, value, target in rows(jax_result, peft_result, decode_result, peft_decode_result,
-                                  input_result, loop_result):
+                                  input_result, loop_result, bank_result):
     print(f"| {name} | {value} | {target} |")
 
 

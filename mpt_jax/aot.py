@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpt_jax import cli
-from mpt_jax import train as train_lib  # registers `train`, whose bindings name the prompt
+from mpt_jax import train  # pylint: disable=unused-import  (registers `train`: it names the prompt)
 from mpt_jax.backbone import huggingface
 from mpt_jax.backbone import params as backbone_params
 from mpt_jax.backbone.config import named_config
@@ -40,7 +40,7 @@ from mpt_jax.model import decoding
 from mpt_jax.model import models
 from mpt_jax.prompts import factories
 from mpt_jax.prompts import modules as prompt_modules
-from mpt_jax.runtime import loop
+from mpt_jax.runtime import steps
 from mpt_jax.runtime import optimizers
 from mpt_jax.runtime import setup as setup_lib
 from mpt_jax.runtime.configs import DataConfig
@@ -56,6 +56,8 @@ flags.DEFINE_enum("step", "train", ["train", "decode"], "The step to compile: th
 flags.DEFINE_string("backbone_config", None, "The backbone's shape: a name (t5_1_1_xxl, "
                     "...) or a local HuggingFace directory; default: the gin macro "
                     "BACKBONE_CONFIG, else BACKBONE's config.json.")
+flags.DEFINE_integer("bank_size", 1, "Runs trained (or evaluated) together as one bank "
+                     "(`sweep`, the pipeline's stage 3): the step over each run's batch.")
 flags.DEFINE_bool("json", False, "Print one JSON object per target instead of a table.")
 flags.adopt_module_key_flags(cli)
 
@@ -184,7 +186,7 @@ def _factory_arguments(factory) -> dict:
 def prompt_module_shaped_as_bound(num_tasks: int, d_model: int) -> nn.Module:
   """A prompt module of the shape `train.prompt`'s factory would make, without reading
   the files it may start from (initialisation does not change what compiles)."""
-  reference = gin.query_parameter(f"{train_lib.train.__name__}.prompt")
+  reference = gin.query_parameter("train.prompt")
   configurable = getattr(reference, "configurable", None)
   factory = configurable.wrapper if configurable else reference  # the decorated function
   args = _factory_arguments(factory)
@@ -201,12 +203,13 @@ def prompt_module_shaped_as_bound(num_tasks: int, d_model: int) -> nn.Module:
 
 @dataclasses.dataclass
 class AbstractRun:
-  """A stage's step inputs as shapes and shardings over a mesh of target devices."""
+  """A stage's step inputs as shapes and shardings over a mesh of target devices, for
+  a bank of len(states) runs."""
   model: models.PromptTuningModel
   partitioner: Partitioner
-  state: loop.TrainState  # ShapeDtypeStructs with shardings
+  states: tuple[steps.TrainState, ...]  # ShapeDtypeStructs with shardings
   frozen: dict
-  batch: dict
+  batch: dict  # [runs, batch, ...]
   max_decode_length: int
 
 
@@ -215,9 +218,10 @@ def _with_shardings(abstract, shardings):
                       abstract, shardings)
 
 
-def abstract_run(config: T5Config, devices: Optional[Sequence] = None) -> AbstractRun:
-  """The gin-configured stage over `devices` (default: this process's), every array
-  abstract."""
+def abstract_run(config: T5Config, devices: Optional[Sequence] = None,
+                 bank_size: int = 1) -> AbstractRun:
+  """The gin-configured stage over `devices` (default: this process's), for a bank of
+  `bank_size` runs, every array abstract."""
   data = DataConfig()
   task_names = registry.task_names(_required(data.mixture_or_task_name,
                                              "DataConfig.mixture_or_task_name"))
@@ -241,44 +245,56 @@ def abstract_run(config: T5Config, devices: Optional[Sequence] = None) -> Abstra
         teacher_vars["params"], partitioner.param_shardings(teacher_vars["params_axes"]))
 
   prompt_vars = jax.eval_shape(prompt.init, jax.random.PRNGKey(0), ids)
-  state = loop.abstract_train_state({"prompt": prompt_vars["params"]},
-                                    optimizers.make_optimizer(), seed=0)
-  shardings = loop.train_state_shardings(
+  state = steps.abstract_train_state({"prompt": prompt_vars["params"]},
+                                     optimizers.make_optimizer(), seed=0)
+  shardings = steps.train_state_shardings(
       partitioner, state, partitioner.param_shardings({"prompt": prompt_vars["params_axes"]}))
   lengths, rows = dict(data.task_feature_lengths), data.batch_size
   shapes = {"encoder_input_tokens": (rows, lengths["inputs"]),
             "decoder_input_tokens": (rows, lengths["targets"]),
             "decoder_target_tokens": (rows, lengths["targets"]),
             "decoder_loss_weights": (rows, lengths["targets"]), "task_ids": (rows,)}
-  batch = {name: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=partitioner.batch_sharding)
+  batch = {name: jax.ShapeDtypeStruct((bank_size, *shape), jnp.int32,
+                                      sharding=partitioner.bank_batch_sharding)
            for name, shape in shapes.items()}
-  return AbstractRun(model, partitioner, _with_shardings(state, shardings), frozen, batch,
-                     lengths["targets"])
+  return AbstractRun(model, partitioner, (_with_shardings(state, shardings),) * bank_size,
+                     frozen, batch, lengths["targets"])
 
 
 def lower_step(run: AbstractRun, step: str):
-  """The jitted step, lowered for the run's abstract arguments."""
+  """The jitted step, lowered for the run's abstract arguments: the loop's bank step, or
+  the decoding a bank's evaluation runs (each run's prompt over its rows)."""
   partitioner, model = run.partitioner, run.model
+  frozen_shardings = jax.tree.map(lambda a: a.sharding, run.frozen)
   if step == "train":
-    state_shardings = jax.tree.map(lambda a: a.sharding, run.state)
-    fn = loop.jit_train_step(model, optimizers.make_optimizer(), partitioner,
-                             state_shardings, jax.tree.map(lambda a: a.sharding, run.frozen))
-    guard = loop.FirstNonFinite(*(jax.ShapeDtypeStruct((), dtype,
-                                                       sharding=partitioner.replicated)
-                                  for dtype in (jnp.int32, jnp.float32)))
-    return fn.lower(run.state, run.frozen, run.batch, guard)
+    state_shardings = [jax.tree.map(lambda a: a.sharding, state) for state in run.states]
+    fn = steps.jit_bank_step(model, [optimizers.make_optimizer()] * len(run.states),
+                             partitioner, state_shardings, frozen_shardings)
+    guard = steps.FirstNonFinite(*(jax.ShapeDtypeStruct((len(run.states),), dtype,
+                                                        sharding=partitioner.replicated)
+                                   for dtype in (jnp.int32, jnp.float32)))
+    return fn.lower(run.states, run.frozen, run.batch, guard)
   config = decoding.DecodingConfig()
-  fn = partitioner.jit(lambda trainable, frozen, batch, rng: model.predict_batch_with_aux(
-      models.merge(trainable, frozen), batch, run.max_decode_length,
-      decoding_config=config, rng=rng), out_shardings=partitioner.replicated)
+
+  def decode(trainables, frozen, batch, rng):
+    return jax.vmap(lambda trainable, rows: model.predict_batch_with_aux(
+        models.merge(trainable, frozen), rows, run.max_decode_length,
+        decoding_config=config, rng=rng))(trainables, batch)
+  trainables = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct((len(run.states), *a.shape), a.dtype,
+                                     sharding=partitioner.stacked(a.sharding)),
+      run.states[0].params)
   rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated)
-  return fn.lower(run.state.params, run.frozen, run.batch, rng)
+  return partitioner.jit(decode, out_shardings=partitioner.replicated).lower(
+      trainables, run.frozen, run.batch, rng)
 
 
-def compile_for(target: str, config: T5Config, step: str = "train") -> Report:
-  """Compiles the gin-configured stage's `step` for `target`; the memory and FLOPs."""
+def compile_for(target: str, config: T5Config, step: str = "train",
+                bank_size: int = 1) -> Report:
+  """Compiles the gin-configured stage's `step` for `target`, for a bank of `bank_size`
+  runs; the memory and FLOPs."""
   devices = topology_devices(target)
-  run = abstract_run(config, devices)
+  run = abstract_run(config, devices, bank_size)
   started = time.time()
   compiled = lower_step(run, step).compile()
   seconds = time.time() - started
@@ -315,7 +331,7 @@ def main(argv):
   if not FLAGS.json:
     print(TABLE_HEADER)
   for target in FLAGS.topology:
-    report = compile_for(target, config, FLAGS.step)
+    report = compile_for(target, config, FLAGS.step, FLAGS.bank_size)
     print(json.dumps(report.to_json()) if FLAGS.json else format_row(report), flush=True)
 
 

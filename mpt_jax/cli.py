@@ -4,7 +4,9 @@ model, the multi-host flags) and the start-up: logging, jax.distributed, then gi
 with the run's task modules imported before gin parses.
 """
 
+import contextlib
 import ctypes
+import dataclasses
 import importlib.resources
 import logging as std_logging
 import os
@@ -110,6 +112,44 @@ def task_modules_named(files: Sequence[str], bindings: Sequence[str]) -> list[st
   return [modules] if isinstance(modules, str) else list(modules)
 
 
+@dataclasses.dataclass(frozen=True)
+class GinConfig:
+  """A whole gin configuration, its files then its bindings, that can be put in force
+  again (each run of a sweep has its own)."""
+  files: tuple[str, ...]
+  bindings: tuple[str, ...]
+
+  def extended(self, files: Sequence[str], bindings: Sequence[str]) -> "GinConfig":
+    """This configuration with more files (parsed after its own) and bindings (after its
+    own)."""
+    return GinConfig((*self.files, *files), (*self.bindings, *bindings))
+
+  def parse(self, finalize: bool = True) -> None:
+    """Imports the task modules it names, then parses it (on top of what is parsed)."""
+    registry.import_task_modules(task_modules_named(self.files, self.bindings))
+    gin.parse_config_files_and_bindings(self.files, self.bindings, finalize_config=finalize)
+
+  @contextlib.contextmanager
+  def activate(self):
+    """Makes this the configuration in force in place of any other, for the block and
+    after it (settings read lazily, e.g. by task preprocessors, see it)."""
+    with gin.unlock_config():
+      gin.clear_config()
+      self.parse(finalize=False)
+    yield
+
+
+def add_gin_search_paths(paths: Sequence[str] = ()) -> None:
+  """Makes gin find files in `paths`, then in the package's gin/ (`runs/teachers.gin`)."""
+  for path in [*paths, str(package_gin_dir())]:
+    gin.add_config_file_search_path(path)
+
+
+def command_gin_config() -> GinConfig:
+  """The command line's --gin_file and --gin_bindings (and the flags' bindings)."""
+  return GinConfig(tuple(FLAGS.gin_file), (*FLAGS.gin_bindings, *flag_bindings()))
+
+
 def parse_gin(finalize: bool = True) -> None:
   """Imports the run's task modules, then parses --gin_file and --gin_bindings (and
   the flags' bindings) with the package's gin folder searchable, and locks gin.
@@ -117,13 +157,10 @@ def parse_gin(finalize: bool = True) -> None:
   if FLAGS.tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
     seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
-  for path in [*FLAGS.gin_search_paths, str(package_gin_dir())]:
-    gin.add_config_file_search_path(path)
+  add_gin_search_paths(FLAGS.gin_search_paths)
   if not FLAGS.gin_file:
     raise app.UsageError("No --gin_file given: name a run, e.g. --gin_file=runs/teachers.gin.")
-  bindings = [*FLAGS.gin_bindings, *flag_bindings()]
-  registry.import_task_modules(task_modules_named(FLAGS.gin_file, bindings))
-  gin.parse_config_files_and_bindings(FLAGS.gin_file, bindings, finalize_config=finalize)
+  command_gin_config().parse(finalize)
 
 
 class _QuietLibraries:

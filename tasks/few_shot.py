@@ -58,6 +58,7 @@ class FewShotSource(seqio.DataSource):
       raise ValueError(f"Task {parent_name!r} has {size} training examples, fewer than k={k}; "
                        f"choose k <= {size}.")
     self._parent = parent
+    self.parent_name = parent_name
     self._size = size
     self._positions = permutation(size, seed)[:k]
     super().__init__(splits=parent.splits)
@@ -124,6 +125,13 @@ def register_few_shot(task_name: str, k: int, seed: int) -> str:
   if metric is not None:
     registry.register_primary_metric(name, metric)
   return name
+
+
+def eval_data_task(name: str, split: str) -> str:
+  """The task whose `split` a registered task reads: a k-shot variant's splits other than
+  `train` are its parent's (so evaluators of the variants of a task can be shared)."""
+  source = registry.get_task_or_mixture(name).source if split != "train" else None
+  return source.parent_name if isinstance(source, FewShotSource) else name
 
 
 def parent_name(name: str) -> str:

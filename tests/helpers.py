@@ -58,14 +58,17 @@ def bank_prompt(length=4):
   return lambda backbone, names: factories.prompt_bank(backbone, names, length=length)
 
 
-def train_toy(model_dir, backbone, *, mixture="toy_mix", train_steps=20, batch_size=8,
-              checkpoint_period=10, eval_period=0, eval_tasks=None,
-              rank_classification=False, num_input_shards=None, dropout_rate=None,
-              optimizer=None, partitioner=None, prompt=None, seed=0, **model_options):
-  """`train()` on the toy tasks with a bank of length-4 prompts; `model_options` are
-  further ModelConfig fields (remat_policy, scan_layers, frozen_dtype)."""
-  return train_lib.train(
-      str(model_dir), backbone=str(backbone), train_steps=train_steps,
+def toy_spec(model_dir, backbone, *, mixture="toy_mix", train_steps=20, batch_size=8,
+             checkpoint_period=10, eval_period=0, eval_tasks=None,
+             rank_classification=False, num_input_shards=None, dropout_rate=None,
+             optimizer=None, partitioner=None, prompt=None, seed=0,
+             **model_options) -> train_lib.RunSpec:
+  """A run on the toy tasks with a bank of length-4 prompts; `backbone` is a path or a
+  loaded Backbone, `model_options` are further ModelConfig fields (remat_policy,
+  scan_layers, frozen_dtype)."""
+  return train_lib.run_spec(
+      str(model_dir), train_steps=train_steps,
+      backbone=backbone if isinstance(backbone, mpt_jax.Backbone) else str(backbone),
       data=DataConfig(mixture, TOY_LENGTHS, batch_size, num_input_shards=num_input_shards),
       prompt=prompt or bank_prompt(),
       model=ModelConfig(dropout_rate=dropout_rate, **model_options),
@@ -74,6 +77,11 @@ def train_toy(model_dir, backbone, *, mixture="toy_mix", train_steps=20, batch_s
       evaluation=EvalConfig(period=eval_period, tasks=eval_tasks,
                             rank_classification=rank_classification),
       seed=seed, log_period=1)
+
+
+def train_toy(model_dir, backbone, **options):
+  """`train()` of `toy_spec(model_dir, backbone, **options)`."""
+  return train_lib.train_bank([toy_spec(model_dir, backbone, **options)])[0]
 
 
 def toy_batch(reference, task_ids=(2, 0, 1)) -> dict:

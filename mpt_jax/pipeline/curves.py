@@ -1,7 +1,8 @@
 """The pipeline's curves, the paper's comparison of how fast each method adapts: for every
 data setting, one panel per target task with PT, SPoT and MPT on the same axes (the dev
 metric at each evaluation), one panel of their smoothed training loss, and the source
-stages' loss below. Written as a PNG."""
+stages' loss below. A method's seeds and few-shot draws are drawn as their mean with a
+band of ± one standard deviation. Written as a PNG."""
 
 import io
 import json
@@ -9,6 +10,7 @@ from typing import Mapping, Optional, Sequence
 
 from etils import epath
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -97,33 +99,53 @@ def _label(ax, title: str, ylabel: str) -> None:
   ax.set_xlim(left=0)
 
 
-def _each_method_once(ax) -> None:
-  """A legend entry per method, though each has a line per seed and draw."""
-  handles = {}
-  for line in ax.get_lines():
-    handles.setdefault(line.get_label(), line)
-  ax.legend(handles.values(), handles.keys(), fontsize=7)
+def _mean_and_band(ax, curves_of_runs: Sequence[Curve], color: str, label: str) -> None:
+  """One method's runs (seeds, draws) as their mean at the steps they all logged, and a
+  band of ± one standard deviation when there are several."""
+  steps = sorted(set.intersection(*(set(steps) for steps, _ in curves_of_runs)))
+  if not steps:
+    return
+  values = np.array([[dict(zip(*curve))[step] for step in steps] for curve in curves_of_runs])
+  mean = values.mean(axis=0)
+  runs = len(curves_of_runs)
+  ax.plot(steps, mean, marker="." if len(steps) < 30 else None, color=color, linewidth=1.2,
+          label=label if runs == 1 else f"{label} (mean of {runs})")
+  if runs > 1:
+    spread = values.std(axis=0, ddof=1)
+    ax.fill_between(steps, mean - spread, mean + spread, color=color, alpha=0.2,
+                    linewidth=0)
+
+
+def _by_method(runs, curve_of) -> dict[str, list[Curve]]:
+  grouped = {}
+  for run, run_dir in runs:
+    curve = curve_of(run_dir)
+    if curve is not None:
+      grouped.setdefault(run.method, []).append(curve)
+  return grouped
 
 
 def _plot_dev_metric(ax, task, setting, runs, colors) -> None:
-  metric = None
-  for run, run_dir in runs:
+  metrics = {}
+  def dev_curve(run_dir):
     found = dev_metric(run_dir, task)
-    if found is not None:
-      metric, (steps, values) = found
-      ax.plot(steps, values, marker=".", color=colors[run.method], label=run.method,
-              linewidth=1)
-  if metric is not None:
-    _label(ax, f"{task} ({setting})", f"dev {metric}")
-    _each_method_once(ax)
+    if found is None:
+      return None
+    metrics[found[0]] = True
+    return found[1]
+  for method, method_curves in _by_method(runs, dev_curve).items():
+    _mean_and_band(ax, method_curves, colors[method], method)
+  if metrics:
+    _label(ax, f"{task} ({setting})", f"dev {next(iter(metrics))}")
+    ax.legend(fontsize=7)
 
 
 def _plot_adapt_loss(ax, setting, runs, colors) -> None:
-  for run, run_dir in runs:
+  def smoothed_loss(run_dir):
     loss = training_loss(run_dir)
-    if loss is not None:
-      ax.plot(loss[0], smoothed(loss[1]), color=colors[run.method], label=run.method,
-              linewidth=1)
+    return None if loss is None else (loss[0], smoothed(loss[1]))
+  for method, method_curves in _by_method(runs, smoothed_loss).items():
+    _mean_and_band(ax, method_curves, colors[method], method)
   if ax.has_data():
     _label(ax, f"training loss ({setting})", "loss (smoothed)")
-    _each_method_once(ax)
+    ax.legend(fontsize=7)

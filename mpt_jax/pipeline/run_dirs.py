@@ -2,8 +2,9 @@
 
 ROOT_DIR holds backbone/ (stage 0, when the pipeline pretrains one), teachers/,
 distill/, and adapt/<method>/<setting>/seed<N>/ for each stage-3 run (each a
-MODEL_DIR, with eval/results.json once evaluated); then results.{md,csv,json} and
-curves.png.
+MODEL_DIR, with eval/results.json once evaluated), adapt/banks/<prompt>/ for each job
+that trained stage-3 runs in banks (its bank.gin, sweep.json, summary.md); then
+results.{md,csv,json} and curves.png.
 """
 
 import dataclasses
@@ -61,6 +62,10 @@ class PipelineDir:
 
   def adapt(self, run: AdaptRun) -> ModelDir:
     return ModelDir(self.root / "adapt" / run.method / run.setting.name / f"seed{run.seed}")
+
+  def bank(self, name: str) -> epath.Path:
+    """A stage-3 job's gin file, plan and summary; its runs write to `adapt`'s folders."""
+    return self.root / "adapt" / "banks" / name
 
   def results(self, suffix: str) -> epath.Path:
     """results.md, results.csv or results.json."""

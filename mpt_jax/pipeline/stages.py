@@ -58,10 +58,10 @@ class StageLauncher:
     return [sys.executable, "-m", module, *(f"--gin_file={f}" for f in files),
             *(f"--gin_bindings={b}" for b in all_bindings), *self.stage_flags]
 
-  def run(self, name: str, command: Sequence[str], done: epath.Path) -> bool:
-    """Runs `command` unless `done` exists; returns whether it ran."""
-    if done.exists():
-      logging.info("[%s] already complete (%s); skipping", name, done)
+  def run(self, name: str, command: Sequence[str], done: Sequence[epath.Path]) -> bool:
+    """Runs `command` unless every file of `done` exists; returns whether it ran."""
+    if all(path.exists() for path in done):
+      logging.info("[%s] already complete (%s); skipping", name, done[0].parent)
       return False
     logging.info("[%s] starting: %s", name, " ".join(command[2:]))
     previous = signal.signal(signal.SIGTERM, self._pass_on_sigterm)
@@ -71,15 +71,19 @@ class StageLauncher:
     finally:
       self._stage = None
       signal.signal(signal.SIGTERM, previous)
+    where = done[0].parent if len(done) == 1 else f"{len(done)} run directories"
     if returncode == preemption.PREEMPTED_EXIT_CODE or self._terminated:
       raise StagePreemptedError(
           f"Stage {name} was stopped by SIGTERM (a training stage saves a checkpoint "
-          f"first; its output is in {done.parent}). Rerun the same command to resume: "
+          f"first; its output is in {where}). Rerun the same command to resume: "
           "finished stages are skipped, this one resumes.")
-    if returncode != 0 or not done.exists():
+    missing = [str(path) for path in done if not path.exists()]
+    if returncode != 0 or missing:
+      outputs = (f"; {len(missing)} of its outputs are missing, e.g. {missing[0]}"
+                 if missing and len(done) > 1 else "")
       raise StageFailedError(
-          f"Stage {name} failed (exit code {returncode}); its output is in "
-          f"{done.parent}. Fix the cause and rerun the same command: finished stages are "
+          f"Stage {name} failed (exit code {returncode}{outputs}); its output is in "
+          f"{where}. Fix the cause and rerun the same command: finished stages are "
           "skipped, this one resumes.")
     return True
 

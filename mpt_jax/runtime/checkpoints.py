@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import jax
 from jax.experimental import multihost_utils
@@ -86,14 +86,14 @@ class RunCheckpoints:
     A checkpoint of another run (backbone, tasks, state layout) is refused with
     RunMismatchError and nothing is moved: that is a mistake in the command, not damage.
     """
-    for step in sorted(self.manager.all_steps(), reverse=True):
-      try:
-        state, data = self.restore(step, abstract_state, run)
-        return step, state, data
-      except CorruptCheckpointError as e:
-        moved = self._move_aside(step, str(e))
-        logging.warning("%s Moved it to %s; trying the checkpoint before it.", e, moved)
-    return None
+    restored = restore_together([(self, abstract_state, run)])
+    return None if restored is None else (restored[0], *restored[1][0])
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def delete(self, step: int) -> None:
+    self.manager.delete(step)
 
   def restore(self, step: int, abstract_state: Any, run: dict) -> tuple[Any, dict]:
     """(state, data position) of `step`, verified and checked to belong to this run."""
@@ -141,7 +141,7 @@ class RunCheckpoints:
         f"from what this run builds ({detail}). Were the optimizer or the prompt settings "
         "changed? Use a new MODEL_DIR or the original settings.")
 
-  def _move_aside(self, step: int, reason: str):
+  def move_aside(self, step: int, reason: str):
     """Moves `checkpoint_<step>` into the quarantine folder with a note of why."""
     name = f"checkpoint_{step}.{time.strftime('%Y%m%d-%H%M%S')}"
     target = self.quarantine / name
@@ -157,6 +157,63 @@ class RunCheckpoints:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def restore_together(runs: Sequence[tuple[RunCheckpoints, Any, dict]]
+                     ) -> Optional[tuple[int, list[tuple[Any, dict]]]]:
+  """(step, [(state, data position)] per run) at the newest step every run of a bank
+  has a good checkpoint of; None when they have none in common. Each run is given as
+  (its checkpoints, its abstract state, its run facts).
+
+  A bank saves its runs one after another, so a bank stopped while saving leaves some
+  runs one checkpoint ahead: those are deleted (the bank computes them again, bitwise
+  the same). A damaged checkpoint is moved aside, as `restore_latest` does. Runs further
+  apart were not trained together, and are refused.
+  """
+  _check_saved_together(runs)
+  while True:
+    saved = [set(checkpoints.all_steps()) for checkpoints, _, _ in runs]
+    common = set.intersection(*saved)
+    step = max(common) if common else None
+    restored = [] if step is None else _restore_each(runs, step)
+    if restored is None:  # one was damaged and moved aside: look again
+      continue
+    for (checkpoints, _, _), steps in zip(runs, saved):
+      for newer in sorted(s for s in steps if step is None or s > step):
+        logging.info("Checkpoint %d in %s is newer than its bank's last common step (the "
+                     "bank stopped while saving); deleting it, the bank recomputes it.",
+                     newer, checkpoints.directory)
+        checkpoints.delete(newer)
+    return None if step is None else (step, restored)
+
+
+def _check_saved_together(runs) -> None:
+  """Refuses runs more than one save apart: a bank stopped while saving leaves them one
+  apart at most; more means they were not trained together."""
+  saved = [set(checkpoints.all_steps()) for checkpoints, _, _ in runs]
+  common = set.intersection(*saved)
+  step = max(common) if common else None
+  for (checkpoints, _, _), steps in zip(runs, saved):
+    ahead = sorted(s for s in steps if step is None or s > step)
+    if len(ahead) > 1:
+      raise RunMismatchError(
+          f"The runs of this bank are more than one checkpoint apart ({checkpoints.directory} "
+          f"has steps {ahead} after {step or 'none in common'}): they were not trained "
+          "together. Give each run of the bank a new MODEL_DIR, or run it alone.")
+
+
+def _restore_each(runs, step: int) -> Optional[list[tuple[Any, dict]]]:
+  """Each run's (state, data position) at `step`; None after moving aside the first
+  damaged checkpoint."""
+  restored = []
+  for checkpoints, abstract, run in runs:
+    try:
+      restored.append(checkpoints.restore(step, abstract, run))
+    except CorruptCheckpointError as e:
+      moved = checkpoints.move_aside(step, str(e))
+      logging.warning("%s Moved it to %s; trying the checkpoint before it.", e, moved)
+      return None
+  return restored
 
 
 def _layout_difference(saved: list, built: list) -> str:

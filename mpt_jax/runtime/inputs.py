@@ -210,13 +210,18 @@ class MixedBatches:
     rng = np.random.default_rng([self.seed, step, shard])
     return rng.choice(tasks, size=self.rows_per_shard, p=weights)
 
+  def open(self) -> "MixedBatches":
+    """Builds the input pipeline now (else the first `next` does): the task
+    preprocessors read their settings (gin) while it is built."""
+    if self._batches is None:
+      self._batches = self._dataset().as_numpy_iterator()
+    return self
+
   def __iter__(self):
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    if self._batches is None:
-      self._batches = self._dataset().as_numpy_iterator()
-    batch = next(self._batches)
+    batch = next(self.open()._batches)
     for shard in self.local_shards:
       rows = self.rows_for_shard(self.position.step, shard).tolist()
       for task_id, count in collections.Counter(rows).items():
@@ -224,3 +229,29 @@ class MixedBatches:
         self.position.consumed[key] = self.position.consumed.get(key, 0) + count
     self.position.step += 1
     return {k: batch[k] for k in MODEL_FEATURES}
+
+
+class BankPosition(list):
+  """Each run's DataPosition, in the bank's order."""
+
+  def to_json(self) -> list[dict]:
+    return [position.to_json() for position in self]
+
+
+class BankBatches:
+  """A bank's batches: each run's own MixedBatches (its tasks, its seed, its position),
+  stacked on a leading run axis, [R, B, ...]."""
+
+  def __init__(self, runs: Sequence[MixedBatches]):
+    self.runs = list(runs)
+
+  @property
+  def position(self) -> BankPosition:
+    return BankPosition(run.position for run in self.runs)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batches = [next(run) for run in self.runs]
+    return {k: np.stack([batch[k] for batch in batches]) for k in MODEL_FEATURES}

@@ -1,140 +1,64 @@
-"""The train loop: a jitted step that differentiates the prompt only, and the loop
-that feeds it, logs, checkpoints, evaluates and stops on a non-finite loss.
-
-The backbone (and a distillation run's teacher prompts) is a separate,
-non-differentiated argument of the step, so no weight gradient of the frozen model
-is ever computed and optimizer state exists for the prompt alone.
+"""The train loop: it feeds a bank of runs (one run, or many that share the backbone
+and the prompt's structure) to one jitted step (`steps`), and logs, checkpoints and
+evaluates each run in its own MODEL_DIR, as a run trained alone writes it.
 
 The host never waits for the device between log steps: batches are read, checked and
 transferred ahead in a thread, the metrics stay on the device until a log step, and
-the first non-finite loss is recorded on the device and checked on the log cadence
-and before every checkpoint or evaluation.
+each run's first non-finite loss is recorded on the device and checked on the log
+cadence and before every checkpoint or evaluation. A lone run stops there; a bank
+marks that run failed (MODEL_DIR/failed.json) and goes on with the others.
 """
 
 import contextlib
 import dataclasses
+import json
 import logging
 import queue
 import threading
 import time
-from typing import Any, Optional
+from typing import Optional, Sequence
 
 from flax import serialization
-import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from mpt_jax import arrays
-from mpt_jax.model import models
 from mpt_jax.prompts import modules as prompt_modules
 from mpt_jax.prompts.prompt_set import PromptSet
 from mpt_jax.runtime import checkpoints as checkpoints_lib
 from mpt_jax.runtime import inputs
 from mpt_jax.runtime import metric_writers
 from mpt_jax.runtime import preemption
+from mpt_jax.runtime import steps as steps_lib
 from mpt_jax.runtime.configs import CheckpointConfig
 from mpt_jax.runtime.model_dir import ModelDir
-from mpt_jax.runtime.partitioning import Partitioner
 from mpt_jax.runtime.setup import RunSetup
+
 
 class NonFiniteLossError(FloatingPointError):
   """The loss or the prompt became NaN or inf; the message names the step and the last
   checkpoint, which is always finite."""
 
 
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any  # the trainable tree: {'prompt': ...}
-  opt_state: Any
-  rng: jax.Array
-
-
-def make_train_step(model: models.PromptTuningModel, optimizer: optax.GradientTransformation,
-                    use_dropout: bool):
-  """step(state, frozen, batch) -> (state, metrics), differentiating `state.params` only."""
-  def train_step(state: TrainState, frozen, batch):
-    rng = jax.random.fold_in(state.rng, state.step)
-
-    def loss_of(trainable):
-      return model.loss_fn(models.merge(trainable, frozen), batch,
-                           rng if use_dropout else None)
-
-    (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
-  return train_step
-
-
-def initial_train_state(trainable, optimizer: optax.GradientTransformation,
-                        seed: int) -> TrainState:
-  """Step 0: the trainable tree, its fresh optimizer state and the run's dropout key."""
-  return TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
-                    jax.random.PRNGKey(seed))
-
-
-def abstract_train_state(initial_trainable, optimizer: optax.GradientTransformation,
-                         seed: int) -> TrainState:
-  """The train state's shapes and dtypes, from the trainable tree's (arrays or shapes)."""
-  return jax.eval_shape(lambda p: initial_train_state(p, optimizer, seed), initial_trainable)
-
-
-def train_state_shardings(partitioner: Partitioner, abstract_state: TrainState,
-                          prompt_shardings) -> TrainState:
-  """The prompt and its optimizer state are small: the prompt follows its axes, the
-  optimizer state is replicated."""
-  replicated = partitioner.replicated
-  return TrainState(replicated, prompt_shardings,
-                    jax.tree.map(lambda _: replicated, abstract_state.opt_state), replicated)
-
-
-@flax.struct.dataclass
-class FirstNonFinite:
-  """The first step whose loss was not finite (0: none yet) and that loss. Carried from
-  step to step on the device, so no step's loss has to be fetched to notice it."""
-  step: jax.Array
-  loss: jax.Array
-
-  @staticmethod
-  def replicated(partitioner: Partitioner) -> "FirstNonFinite":
-    return FirstNonFinite(partitioner.replicated, partitioner.replicated)
-
-
-def make_guarded_step(train_step):
-  """step(state, frozen, batch, first) -> (state, metrics, first): `train_step` that
-  also updates a `FirstNonFinite`, in the same jitted computation."""
-  def guarded_step(state, frozen, batch, first: FirstNonFinite):
-    state, metrics = train_step(state, frozen, batch)
-    new = (first.step == 0) & ~jnp.isfinite(metrics["loss"])
-    return state, metrics, FirstNonFinite(jnp.where(new, state.step, first.step),
-                                          jnp.where(new, metrics["loss"], first.loss))
-  return guarded_step
-
-
-def jit_train_step(model: models.PromptTuningModel, optimizer: optax.GradientTransformation,
-                   partitioner: Partitioner, state_shardings: TrainState, frozen_shardings):
-  """The loop's step jitted over the mesh, the state donated: (state, frozen, batch,
-  FirstNonFinite) -> (state, metrics, FirstNonFinite). `python -m mpt_jax.aot` compiles
-  this same function for TPU topologies."""
-  replicated, guard = partitioner.replicated, FirstNonFinite.replicated(partitioner)
-  step = make_guarded_step(make_train_step(model, optimizer, model.config.dropout_rate > 0))
-  return partitioner.jit(
-      step, in_shardings=(state_shardings, frozen_shardings, partitioner.batch_sharding, guard),
-      out_shardings=(state_shardings, replicated, guard), donate_argnums=(0,))
+@dataclasses.dataclass
+class LoopRun:
+  """One run of the loop's bank: what it trains, how, where it writes, its seed."""
+  setup: RunSetup
+  optimizer: optax.GradientTransformation
+  model_dir: ModelDir
+  seed: int
 
 
 @dataclasses.dataclass
 class PreparedBatch:
-  """A batch on the devices, with what the host keeps of it: the data position just
-  after it (a checkpoint at its step resumes from there) and its size for progress."""
+  """A bank's batch on the devices, with what the host keeps of it: each run's data
+  position just after it (a checkpoint at its step resumes from there) and its size
+  for progress."""
   arrays: dict
-  position: dict
-  tokens: int  # all hosts' non-padding input and target tokens
-  examples: int  # this host's
+  positions: list[dict]
+  tokens: int  # all runs' and hosts' non-padding input and target tokens
+  examples: int  # this host's, of all runs
 
 
 @dataclasses.dataclass
@@ -226,61 +150,96 @@ class Progress:
 
 
 class TrainLoop:
-  """Owns the train state of one run: starts or resumes it, steps it, saves it."""
+  """Owns the train states of a bank of runs: starts or resumes them together, steps
+  them, saves each in its own MODEL_DIR."""
 
-  def __init__(self, setup: RunSetup, optimizer: optax.GradientTransformation,
-               model_dir: ModelDir, checkpointing: CheckpointConfig, seed: int):
-    self.setup = setup
-    self.model_dir = model_dir
+  def __init__(self, runs: Sequence[LoopRun], checkpointing: CheckpointConfig):
+    self.runs = list(runs)
+    lead = self.runs[0].setup  # the model, mesh and frozen arrays every run shares
+    self.partitioner, self.frozen = lead.partitioner, lead.frozen
     self.checkpoint_period = checkpointing.period
-    self.seed = seed
-    self.abstract_state = abstract_train_state(setup.initial_prompt, optimizer, seed)
-    self.shardings = train_state_shardings(setup.partitioner, self.abstract_state,
-                                           setup.prompt_shardings)
-    self.optimizer = optimizer
-    self.step_fn = jit_train_step(setup.model, optimizer, setup.partitioner, self.shardings,
-                                  setup.frozen_shardings)
-    self.checkpoints = checkpoints_lib.RunCheckpoints(model_dir.checkpoints,
-                                                      keep=checkpointing.keep)
+    self.abstract_states = [steps_lib.abstract_train_state(r.setup.initial_prompt,
+                                                           r.optimizer, r.seed)
+                            for r in self.runs]
+    self.shardings = [steps_lib.train_state_shardings(self.partitioner, abstract,
+                                                      r.setup.prompt_shardings)
+                      for r, abstract in zip(self.runs, self.abstract_states)]
+    self.step_fn = steps_lib.jit_bank_step(lead.model, [r.optimizer for r in self.runs],
+                                           self.partitioner, self.shardings,
+                                           lead.frozen_shardings)
+    self.checkpoints = [checkpoints_lib.RunCheckpoints(r.model_dir.checkpoints,
+                                                       keep=checkpointing.keep)
+                        for r in self.runs]
     self.last_checkpoint = None
-    self.state = None
-    self.first_non_finite = setup.partitioner.place(
-        FirstNonFinite(np.int32(0), np.float32(0)), FirstNonFinite.replicated(setup.partitioner))
+    self.states = None
+    self.failed: dict[int, str] = {}  # run index -> what happened
+    self.first_non_finite = None
 
-  def start(self) -> Optional[inputs.DataPosition]:
-    """Restores the newest good checkpoint (returning its data position) or starts
-    afresh. Call it holding the run's lock: a damaged checkpoint is moved aside."""
-    partitioner = self.setup.partitioner
-    restored = self.checkpoints.restore_latest(
-        serialization.to_state_dict(self.abstract_state), self.setup.run_facts)
-    if restored is None:
-      self.state = partitioner.place(
-          initial_train_state(self.setup.initial_prompt, self.optimizer, self.seed),
-          self.shardings)
-      return None
-    self.last_checkpoint, saved, data = restored
-    self.state = partitioner.place(
-        serialization.from_state_dict(self.abstract_state, saved), self.shardings)
-    logging.info("Resuming %s from step %d", self.model_dir, self.last_checkpoint)
-    return inputs.DataPosition.from_json(data)
+  @property
+  def is_bank(self) -> bool:
+    return len(self.runs) > 1
 
-  def save(self, step: int, position: dict) -> None:
-    """Saves the state at `step`, refusing it after a non-finite loss or when it is not
-    finite itself: every checkpoint can be resumed from."""
+  @property
+  def active(self) -> list[int]:
+    return [i for i in range(len(self.runs)) if i not in self.failed]
+
+  def start(self) -> list[Optional[inputs.DataPosition]]:
+    """Restores the runs' newest common checkpoint (returning each run's data position)
+    or starts afresh. A bank's run marked failed stays so (its slot trains on, frozen).
+    Call it holding the runs' locks: a damaged checkpoint is moved aside."""
+    first_step, first_loss = np.zeros(len(self.runs), np.int32), np.zeros(len(self.runs),
+                                                                          np.float32)
+    for i, run in enumerate(self.runs):
+      if run.model_dir.failed_json.exists():
+        failure = json.loads(run.model_dir.failed_json.read_text())
+        self.failed[i] = failure["reason"]
+        first_step[i], first_loss[i] = failure["step"], failure["loss"]
+    self.first_non_finite = self.partitioner.place(
+        steps_lib.FirstNonFinite(first_step, first_loss),
+        steps_lib.FirstNonFinite.replicated(self.partitioner))
+    states = [steps_lib.initial_train_state(r.setup.initial_prompt, r.optimizer, r.seed)
+              for r in self.runs]
+    positions = [None] * len(self.runs)
+    restored = checkpoints_lib.restore_together([
+        (self.checkpoints[i], serialization.to_state_dict(self.abstract_states[i]),
+         self.runs[i].setup.run_facts) for i in self.active])
+    if restored is not None:
+      self.last_checkpoint, saved = restored
+      for i, (state, data) in zip(self.active, saved):
+        states[i] = serialization.from_state_dict(self.abstract_states[i], state)
+        positions[i] = inputs.DataPosition.from_json(data)
+      logging.info("Resuming %s from step %d", self._name(), self.last_checkpoint)
+    self.states = [self.partitioner.place(state, shardings)
+                   for state, shardings in zip(states, self.shardings)]
+    return positions
+
+  def _name(self) -> str:
+    if not self.is_bank:
+      return str(self.runs[0].model_dir)
+    return f"the bank of {len(self.runs)} runs ({self.runs[0].model_dir}, ...)"
+
+  def save(self, step: int, positions: Sequence[dict]) -> None:
+    """Saves each healthy run's state at `step`, refusing a run's state after a
+    non-finite loss or when it is not finite itself: every checkpoint can be resumed
+    from."""
     self._check_finite()
-    host = jax.device_get(self.state)
-    bad = arrays.non_finite(arrays.by_path((host.params, host.opt_state)))
-    if bad:
-      raise NonFiniteLossError(
-          f"The prompt or its optimizer state is not finite at step {step} of "
-          f"{self.model_dir} ({', '.join(bad[:3])}), so it was not saved. "
-          f"{self._last_good()} Lower the learning rate or check the data, then rerun.")
-    self.checkpoints.save(step, serialization.to_state_dict(host), position,
-                          self.setup.run_facts)
-    self.checkpoints.wait()
+    hosts = jax.device_get(self.states)
+    for i in self.active:
+      bad = arrays.non_finite(arrays.by_path((hosts[i].params, hosts[i].opt_state)))
+      if bad:
+        self._fail(i, step, float("nan"),
+                   f"The prompt or its optimizer state is not finite at step {step} of "
+                   f"{self.runs[i].model_dir} ({', '.join(bad[:3])}), so it was not saved.")
+    for i in self.active:
+      self.checkpoints[i].save(step, serialization.to_state_dict(hosts[i]), positions[i],
+                               self.runs[i].setup.run_facts)
+    for i in self.active:
+      self.checkpoints[i].wait()
     self.last_checkpoint = step
     if jax.process_index() == 0:
-      self.setup.prompt_set(host.params, step).save(self.model_dir.step_prompts(step))
+      for i in self.active:
+        run = self.runs[i]
+        run.setup.prompt_set(hosts[i].params, step).save(run.model_dir.step_prompts(step))
 
   def _last_good(self) -> str:
     if self.last_checkpoint is None:
@@ -288,94 +247,138 @@ class TrainLoop:
     return (f"The last checkpoint, step {self.last_checkpoint}, is finite; a rerun resumes "
             "from it.")
 
+  def _fail(self, i: int, step: int, loss: float, what: str) -> None:
+    """Stops run `i`: a lone run raises; a bank's run is marked failed and the bank goes
+    on (raising once no run is left)."""
+    advice = "Lower the learning rate or check the data, then rerun."
+    if not self.is_bank:
+      raise NonFiniteLossError(f"{what} {self._last_good()} {advice}")
+    reason = (f"{what} The bank went on without it; its checkpoints up to step "
+              f"{self.last_checkpoint or 0} are finite. {advice}")
+    self.failed[i] = reason
+    logging.error("%s", reason)
+    if jax.process_index() == 0:
+      self.runs[i].model_dir.failed_json.write_text(json.dumps(
+          {"step": step, "loss": loss, "reason": reason}, indent=2))
+    if not self.active:
+      raise NonFiniteLossError(f"Every run of {self._name()} failed: " +
+                               " ".join(self.failed.values()))
+
   def _check_finite(self) -> None:
-    """Raises naming the first step whose loss was not finite, if any step's was (one
+    """Stops each run whose loss was not finite at some step since the last check (one
     small fetch from the device)."""
     first = jax.device_get(self.first_non_finite)
-    if first.step:
-      raise NonFiniteLossError(
-          f"The loss is {float(first.loss)} at step {int(first.step)} of "
-          f"{self.model_dir}; nothing after the last checkpoint was saved. "
-          f"{self._last_good()} Lower the learning rate or check the data, then rerun.")
+    for i in self.active:
+      if first.step[i]:
+        self._fail(i, int(first.step[i]), float(first.loss[i]),
+                   f"The loss is {float(first.loss[i])} at step {int(first.step[i])} of "
+                   f"{self.runs[i].model_dir}; nothing after the last checkpoint was saved.")
 
-  def _prepare(self, local: dict, position: dict) -> PreparedBatch:
-    """Runs in BatchesAhead's thread: checks a batch's task ids and sends it to the
-    devices."""
-    setup = self.setup
-    prompt_modules.check_task_ids(local["task_ids"], len(setup.task_names),
-                                  setup.task_names)
+  def _prepare(self, local: dict, positions: list[dict]) -> PreparedBatch:
+    """Runs in BatchesAhead's thread: checks each run's task ids and sends the batch to
+    the devices."""
+    for run, task_ids in zip(self.runs, local["task_ids"]):
+      prompt_modules.check_task_ids(task_ids, len(run.setup.task_names),
+                                    run.setup.task_names)
     tokens = int((local["encoder_input_tokens"] > 0).sum() +
                  local["decoder_loss_weights"].sum())
-    return PreparedBatch(setup.partitioner.global_batch(local), position,
-                         tokens * jax.process_count(), len(local["task_ids"]))
+    return PreparedBatch(self.partitioner.global_bank_batch(local), positions,
+                         tokens * jax.process_count(), local["task_ids"].size)
 
-  @staticmethod
-  def _log(writer, step: int, train_steps: int, metrics: dict, progress: Progress) -> None:
-    rates = progress.rates(step)
-    if rates is None:  # only the first step, mostly compilation, has run
-      writer.write_scalars(step, metrics)
-      logging.info("step %d/%d  loss %.4f  (first step, with compilation: %.1f s)", step,
-                   train_steps, metrics["loss"], progress.first_step_seconds)
-      return
-    metrics.update(rates)
-    writer.write_scalars(step, metrics)
-    logging.info("step %d/%d  loss %.4f  %.2f steps/s  %.0f tokens/s  %.1f examples/s on "
-                 "this host  ETA %s", step, train_steps, metrics["loss"],
-                 rates["steps_per_second"], rates["tokens_per_second"],
-                 rates["host_examples_per_second"],
-                 _eta((train_steps - step) / max(rates["steps_per_second"], 1e-9)))
+  def _log(self, writers, step: int, train_steps: int, metrics: dict,
+           progress: Progress) -> dict[int, dict]:
+    """Writes each healthy run's metrics (and the bank's rates); returns them by run."""
+    rates = progress.rates(step) or {}
+    rows = {i: {**{k: float(v[i]) for k, v in metrics.items()}, **rates}
+            for i in self.active}
+    for i, row in rows.items():
+      writers[i].write_scalars(step, row)
+    losses = [row["loss"] for row in rows.values()]
+    loss = (f"loss {losses[0]:.4f}" if not self.is_bank else
+            f"loss {np.mean(losses):.4f} (mean of {len(losses)} runs, {min(losses):.4f} to "
+            f"{max(losses):.4f})")
+    if not rates:  # only the first step, mostly compilation, has run
+      logging.info("step %d/%d  %s  (first step, with compilation: %.1f s)", step,
+                   train_steps, loss, progress.first_step_seconds)
+    else:
+      logging.info("step %d/%d  %s  %.2f steps/s  %.0f tokens/s  %.1f examples/s on this "
+                   "host  ETA %s", step, train_steps, loss, rates["steps_per_second"],
+                   rates["tokens_per_second"], rates["host_examples_per_second"],
+                   _eta((train_steps - step) / max(rates["steps_per_second"], 1e-9)))
+    return rows
 
-  def run(self, batches: inputs.MixedBatches, train_steps: int, log_period: int,
-          dev_evaluation=None) -> tuple[dict, PromptSet]:
-    """Trains to `train_steps`; returns the last step's metrics (and eval results) and
-    the final prompt. Raises `preemption.Preempted` after saving when asked to stop."""
+  def run(self, batches: inputs.BankBatches, train_steps: int, log_period: int,
+          dev_evaluation=None) -> list[tuple[dict, Optional[PromptSet]]]:
+    """Trains to `train_steps`; returns each run's last metrics (and eval results) and
+    final prompt (None for a failed run). Raises `preemption.Preempted` after saving when
+    asked to stop, and NonFiniteLossError at the end when a run of the bank failed."""
     watch = preemption.PreemptionWatch()
     try:
       return self._run(batches, train_steps, log_period, dev_evaluation, watch)
     finally:
       watch.close()
 
+  def _evaluate(self, dev_evaluation, step: int, metrics: dict[int, dict]) -> None:
+    self._check_finite()
+    params = [state.params for state in self.states]
+    for i, results in dev_evaluation(params, step, self.active).items():
+      metrics.setdefault(i, {})["eval"] = results
+
   def _run(self, batches, train_steps, log_period, dev_evaluation,
-           watch: preemption.PreemptionWatch) -> tuple[dict, PromptSet]:
-    setup = self.setup
-    writer = metric_writers.create_writer(self.model_dir.path, "train")
-    step = int(jax.device_get(self.state.step))
+           watch: preemption.PreemptionWatch) -> list[tuple[dict, Optional[PromptSet]]]:
+    writers = [metric_writers.create_writer(r.model_dir.path, "train") for r in self.runs]
+    step = self.last_checkpoint or 0
     progress = Progress()
-    metrics = {}
+    metrics: dict[int, dict] = {}  # each run's last logged metrics and eval results
     if dev_evaluation and step == 0:  # where each method starts, for the curves
-      metrics["eval"] = dev_evaluation(self.state.params, 0)
+      self._evaluate(dev_evaluation, 0, metrics)
     ahead = BatchesAhead(batches, train_steps - step, self._prepare)
     try:
       while step < train_steps:
         started = time.time()
         batch = next(ahead)
-        self.state, step_metrics, self.first_non_finite = self.step_fn(
-            self.state, setup.frozen, batch.arrays, self.first_non_finite)
+        self.states, step_metrics, self.first_non_finite = self.step_fn(
+            tuple(self.states), self.frozen, batch.arrays, self.first_non_finite)
         step += 1
         if progress.first_step_seconds is None:  # its compilation and run, timed apart
           jax.block_until_ready(step_metrics)
         progress.step_done(step, batch.tokens, batch.examples, started)
         if step % log_period == 0 or step == train_steps:
           self._check_finite()
-          metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-          self._log(writer, step, train_steps, metrics, progress)
+          for i, row in self._log(writers, step, train_steps, jax.device_get(step_metrics),
+                                  progress).items():
+            metrics.setdefault(i, {}).update(row)
         if (self.checkpoint_period and step % self.checkpoint_period == 0 or
             step == train_steps):
-          self.save(step, batch.position)
+          self.save(step, batch.positions)
         if dev_evaluation and (step % dev_evaluation.period == 0 or step == train_steps):
-          self._check_finite()
-          metrics["eval"] = dev_evaluation(self.state.params, step)
+          self._evaluate(dev_evaluation, step, metrics)
         if watch.should_stop(step) and step < train_steps:
           if self.last_checkpoint != step:
-            self.save(step, batch.position)
-          raise preemption.Preempted(step, self.model_dir)
+            self.save(step, batch.positions)
+          raise preemption.Preempted(step, self._name())
     finally:
       ahead.close()
-      writer.close()
-    final = setup.prompt_set(self.state.params, step)
-    if jax.process_index() == 0:
-      final.save(self.model_dir.final_prompts)
-    return metrics, final
+      for writer in writers:
+        writer.close()
+    return self._finish(step, metrics)
+
+  def _finish(self, step: int, metrics: dict[int, dict]) -> list[tuple[dict, Optional[PromptSet]]]:
+    """Saves each healthy run's final prompt; raises naming the failed runs, if any."""
+    finished = []
+    for i, run in enumerate(self.runs):
+      final = None
+      if i not in self.failed:
+        final = run.setup.prompt_set(self.states[i].params, step)
+        if jax.process_index() == 0:
+          final.save(run.model_dir.final_prompts)
+      finished.append((metrics.get(i, {}), final))
+    if self.failed:
+      raise NonFiniteLossError(
+          f"{len(self.failed)} of the {len(self.runs)} runs failed; the others finished. "
+          + " ".join(self.failed.values()))
+    return finished
 
   def close(self) -> None:
-    self.checkpoints.close()
+    for checkpoints in self.checkpoints:
+      checkpoints.close()

@@ -18,6 +18,7 @@ class ModelDir:
     self.best_prompts = self.path / "best" / "prompts.safetensors"
     self.best_json = self.path / "best.json"
     self.eval_results = self.path / "eval" / "results.json"  # mpt_jax.eval's, of this run
+    self.failed_json = self.path / "failed.json"  # a bank's run that diverged, and why
 
   def __str__(self) -> str:
     return str(self.path)

@@ -124,9 +124,25 @@ class Partitioner:
     """Leading (batch) dimension over 'data', everything else replicated."""
     return NamedSharding(self.mesh, PartitionSpec("data"))
 
+  @property
+  def bank_batch_sharding(self) -> NamedSharding:
+    """A run bank's batch [R, B, ...]: each run's rows (axis 1) over 'data'."""
+    return NamedSharding(self.mesh, PartitionSpec(None, "data"))
+
+  def stacked(self, shardings):
+    """The shardings of a tree stacked on a new leading (run) axis, never split."""
+    return jax.tree.map(lambda s: NamedSharding(self.mesh, PartitionSpec(None, *s.spec)),
+                        shardings)
+
   def global_batch(self, local_batch: dict) -> dict:
     """Assembles per-host rows into global arrays split over 'data'."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)
+            for k, v in local_batch.items()}
+
+  def global_bank_batch(self, local_batch: dict) -> dict:
+    """`global_batch` for a bank's [R, B_local, ...] rows (each host holds its rows of
+    every run)."""
+    return {k: jax.make_array_from_process_local_data(self.bank_batch_sharding, v)
             for k, v in local_batch.items()}
 
   def place(self, tree, shardings):

@@ -97,7 +97,9 @@ def test_every_stage_file_with_every_model_file_builds_the_aot_commands_abstract
   heads = {"t5_1_1_xxl": 64, "t5_1_1_base": 12, "t5_base": 12}
   for files, (batch, relpos) in result["shapes"].items():
     model = files.split("models/")[1][:-len(".gin")]
-    assert batch == [100 if model == "t5_1_1_small" else 12 if "large" in model else 32, 256]
+    # [runs of the bank, batch, length]
+    assert batch == [1, 100 if model == "t5_1_1_small" else 12 if "large" in model else 32,
+                     256]
     if model in heads:
       assert relpos[0] == heads[model], files
 

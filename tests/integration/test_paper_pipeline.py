@@ -6,6 +6,7 @@ stage gin file in runs/ runs once along the way; one session fixture runs it all
 `python -m mpt_jax.infer --gin_file=runs/infer.gin` predicts a catalog split with one of
 the adapted prompts."""
 
+import ast
 import json
 import os
 import pathlib
@@ -77,9 +78,17 @@ def test_every_stage_runs_and_the_table_has_a_row_per_method_and_setting(paper_r
 
 @pytest.mark.xdist_group("paper_pipeline")
 def test_every_stage_gin_file_ran_through_a_command(paper_run):
-  _, completed = paper_run
+  root, completed = paper_run
   started = [line for line in completed.stderr.splitlines() if "] starting: mpt_jax." in line]
   used = {f for line in started for f in re.findall(r"--gin_file=(runs/\S+\.gin)", line)}
+  # Stage 3 ran as a job per prompt: each job's gin file lists its runs' own gin files.
+  banks = sorted((root / "adapt" / "banks").glob("*/bank.gin"))
+  assert [b.parent.name for b in banks] == ["mpt", "mpt_multitarget", "prompt_bank"]
+  for bank in banks:
+    assert any(f"mpt_jax.train --gin_file={bank}" in line for line in started)
+    text = bank.read_text()
+    listed = ast.literal_eval(text[text.index("sweep.runs = ") + len("sweep.runs = "):])
+    used |= {f for run in listed for f in run["gin_files"] if f.startswith("runs/")}
   assert used == {f"runs/{p.name}" for p in (ROOT / "gin" / "runs").glob("*.gin")
                   if p.name not in ("common.gin", "infer.gin")}  # included; run below
   assert any(line.split("starting: ")[1].startswith("mpt_jax.eval --gin_file=runs/eval.gin")

@@ -101,17 +101,23 @@ def test_methods_share_the_axes_of_each_target_task_and_setting(tmp_path, figure
   metric = axes[0, 0]
   assert metric.get_title() == f"{TASK} (full)" and metric.get_ylabel() == "dev accuracy"
   lines = metric.get_lines()
-  assert [line.get_label() for line in lines] == ["prompt_tuning", "spot", "mpt", "mpt"]
-  assert [list(line.get_ydata()) for line in lines[:2]] == [[10, 20, 30], [40, 50, 60]]
+  # One line per method: a lone run as it is, several as their mean, with a band.
+  assert [line.get_label() for line in lines] == ["prompt_tuning", "spot", "mpt (mean of 2)"]
+  assert [list(line.get_ydata()) for line in lines] == [[10, 20, 30], [40, 50, 60],
+                                                        [47.5, 72.5, 82.5]]
   assert all(list(line.get_xdata()) == [0, 50, 100] for line in lines)
-  assert lines[2].get_color() == lines[3].get_color() != lines[0].get_color()
+  assert len({line.get_color() for line in lines}) == 3
+  band, = metric.collections  # mpt's two seeds, ± one standard deviation
+  low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+  assert (low, high) == pytest.approx((47.5 - 3.5355, 82.5 + 3.5355), abs=1e-3)
   assert [t.get_text() for t in metric.get_legend().get_texts()] == [
-      "prompt_tuning", "spot", "mpt"]  # each method once, whatever its seeds
+      "prompt_tuning", "spot", "mpt (mean of 2)"]
   assert metric.get_xlim()[0] == 0
   loss = axes[0, 1]
   assert loss.get_title() == "training loss (full)"
   assert list(loss.get_lines()[0].get_ydata()) == pytest.approx(curves.smoothed([2.0, 1.0]))
   assert axes[1, 0].get_title() == f"{TASK} (k=4)"
   assert [line.get_label() for line in axes[1, 0].get_lines()] == ["mpt"]
+  assert not axes[1, 0].collections  # one run: no band
   assert axes[2, 0].get_title() == "teachers: training loss"
   assert not axes[2, 1].axison  # distill has not logged yet

@@ -63,7 +63,7 @@ def test_a_finished_stage_is_skipped(tmp_path):
   done.write_text("earlier")
   marker = tmp_path / "ran"
   command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
-  assert _launcher(tmp_path).run("teachers", command, done) is False
+  assert _launcher(tmp_path).run("teachers", command, [done]) is False
   assert not marker.exists()
   assert done.read_text() == "earlier"
 
@@ -74,7 +74,8 @@ def test_a_stage_runs_with_the_compilation_cache_in_its_environment(tmp_path, mo
   launcher = _launcher(tmp_path)
   done = epath.Path(tmp_path) / "out" / "done"
   done.parent.mkdir()
-  assert launcher.run("teachers", [sys.executable, "-c", WRITE_DONE, str(done)], done) is True
+  assert launcher.run("teachers", [sys.executable, "-c", WRITE_DONE, str(done)],
+                      [done]) is True
   # The stage's own `import mpt_jax` chooses the log level, not the launcher.
   assert done.read_text() == f"{tmp_path / 'cache'}|unset|inherited"
 
@@ -83,7 +84,7 @@ def test_a_stage_keeps_the_callers_log_level(tmp_path, monkeypatch):
   monkeypatch.setenv("STAGES_TEST_MARK", "x")
   monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
   done = epath.Path(tmp_path) / "done"
-  _launcher(tmp_path).run("eval", [sys.executable, "-c", WRITE_DONE, str(done)], done)
+  _launcher(tmp_path).run("eval", [sys.executable, "-c", WRITE_DONE, str(done)], [done])
   assert done.read_text().split("|")[1] == "0"
 
 
@@ -92,14 +93,31 @@ def test_a_failing_stage_raises_naming_the_stage_and_its_exit_code(tmp_path):
   command = [sys.executable, "-c", "import sys; sys.exit(3)"]
   with pytest.raises(stages.StageFailedError,
                      match=rf"Stage mpt k16_d0 seed 1 failed \(exit code 3\).*{tmp_path}/run"):
-    _launcher(tmp_path).run("mpt k16_d0 seed 1", command, done)
+    _launcher(tmp_path).run("mpt k16_d0 seed 1", command, [done])
 
 
 def test_a_stage_that_succeeds_without_its_output_is_a_failure(tmp_path):
   done = epath.Path(tmp_path) / "prompts.safetensors"
   with pytest.raises(stages.StageFailedError, match=r"Stage distill failed \(exit code 0\)"):
-    _launcher(tmp_path).run("distill", [sys.executable, "-c", "pass"], done)
+    _launcher(tmp_path).run("distill", [sys.executable, "-c", "pass"], [done])
   assert not os.path.exists(done)
+
+
+def test_a_bank_is_complete_when_every_run_has_its_output(tmp_path):
+  done = [epath.Path(tmp_path) / name / "prompts.safetensors" for name in ("a", "b", "c")]
+  writes_two = ("import pathlib, sys\n"
+                "for path in sys.argv[1:]:\n"
+                "  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)\n"
+                "  pathlib.Path(path).write_text('')\n")
+  with pytest.raises(stages.StageFailedError, match=r"Stage bank failed \(exit code 0; 1 of "
+                     r"its outputs are missing, e\.g\. .*/c/prompts\.safetensors\); its "
+                     r"output is in 3 run directories"):
+    _launcher(tmp_path).run("bank", [sys.executable, "-c", writes_two, *map(str, done[:2])],
+                            done)
+  assert _launcher(tmp_path).run("bank", [sys.executable, "-c", writes_two, str(done[2])],
+                                 done) is True
+  assert _launcher(tmp_path).run("bank", [sys.executable, "-c", "raise SystemExit(1)"],
+                                 done) is False  # all three there: skipped
 
 
 def test_a_stage_that_saved_and_stopped_on_sigterm_is_reported_as_preempted(tmp_path):
@@ -107,7 +125,7 @@ def test_a_stage_that_saved_and_stopped_on_sigterm_is_reported_as_preempted(tmp_
   command = [sys.executable, "-c", "import sys; sys.exit(75)"]
   with pytest.raises(stages.StagePreemptedError, match="Stage teachers was stopped by "
                      "SIGTERM.*Rerun the same command to resume"):
-    _launcher(tmp_path).run("teachers", command, done)
+    _launcher(tmp_path).run("teachers", command, [done])
 
 
 # Exits 75 on SIGTERM after noting it in sys.argv[1]; otherwise sleeps.
@@ -128,7 +146,7 @@ def test_sigterm_to_the_pipeline_is_passed_on_to_its_stage(tmp_path):
   threading.Thread(target=terminate_once_started, daemon=True).start()
   with pytest.raises(stages.StagePreemptedError):
     _launcher(tmp_path).run("adapt", [sys.executable, "-c", STOPS_ON_SIGTERM, str(note)],
-                            epath.Path(tmp_path) / "done")
+                            [epath.Path(tmp_path) / "done"])
   assert note.read_text() == "got SIGTERM"
   assert signal.getsignal(signal.SIGTERM) is not None  # the caller's handler is back
 
@@ -139,7 +157,7 @@ PARENT = ("import sys\n"
           "from mpt_jax.pipeline import stages\n"
           "launcher = stages.StageLauncher([], [], [], epath.Path(sys.argv[1]))\n"
           "launcher.run('child', [sys.executable, '-c', sys.argv[2], sys.argv[3]],\n"
-          "             epath.Path(sys.argv[1]) / 'done')\n")
+          "             [epath.Path(sys.argv[1]) / 'done'])\n")
 # The stage: takes cli's start-up step, records its pid, then waits for SIGTERM.
 STAGE = ("import os, pathlib, signal, sys, time\n"
          "from mpt_jax import cli\n"

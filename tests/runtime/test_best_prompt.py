@@ -23,24 +23,35 @@ TASKS = ["toy_vowel", "toy_first", "toy_upper"]
 
 
 class _ScriptedEvaluator:
-  """Stands in for TaskEvaluator: records how it was built, returns scripted results."""
+  """Stands in for TaskEvaluator: records how it was built, returns scripted results.
+  Its rows are the reference batch's, once to decode and once to score."""
+  rows = None  # set by the `scripted` fixture
 
   def __init__(self, task_ids, split, feature_lengths, batch_size, *,
-               rank_classification=False, num_examples=None):
+               rank_classification=False, num_examples=None, data=None):
+    del data
     self.built = dict(task_ids=dict(task_ids), split=split, batch_size=batch_size,
                       feature_lengths=dict(feature_lengths),
                       rank_classification=rank_classification, num_examples=num_examples)
+    self.batch_size, self.labels_per_example = 3, 1
     self.script = []
-    self.calls = []
+    self.calls = []  # (predictions, scores, step) of each evaluation
 
-  def evaluate(self, predict_fn, score_fn, step=None):
-    self.calls.append((predict_fn, score_fn, step))
+  def decode_chunks(self):
+    yield evaluation._Chunk("toy_vowel", [0, 1, 2], self.rows)  # pylint: disable=protected-access
+
+  def score_chunks(self):
+    yield evaluation._Chunk("toy_vowel", [0, 1, 2], self.rows)  # pylint: disable=protected-access
+
+  def results(self, predictions, scores, step=None):
+    self.calls.append((predictions, scores, step))
     return self.script.pop(0)
 
 
 @pytest.fixture
-def scripted(monkeypatch):
+def scripted(monkeypatch, reference):
   monkeypatch.setattr(evaluation, "TaskEvaluator", _ScriptedEvaluator)
+  monkeypatch.setattr(_ScriptedEvaluator, "rows", helpers.toy_batch(reference))
 
 
 @pytest.fixture(name="setup", scope="module")
@@ -50,9 +61,25 @@ def run_setup(hf_t5_1_1):
   return setup_lib.build_setup(hf_t5_1_1, TASKS, module, ModelConfig(), Partitioner())
 
 
+class _Solo:
+  """One run's dev evaluation, called as its bank of one is."""
+
+  def __init__(self, setup, path, **config):
+    self.run = best_prompt.RunDevEvaluation(setup, ModelDir(path),
+                                            EvalConfig(period=5, **config),
+                                            helpers.TOY_LENGTHS, default_batch_size=8)
+    self.bank = best_prompt.DevEvaluation([self.run], helpers.TOY_LENGTHS["targets"])
+    self.evaluator = self.run.evaluator
+
+  def __call__(self, trainable, step):
+    return self.bank([trainable], step)[0]
+
+  def close(self):
+    self.bank.close()
+
+
 def _dev(setup, path, **config):
-  return best_prompt.DevEvaluation(setup, ModelDir(path), EvalConfig(period=5, **config),
-                                   helpers.TOY_LENGTHS, default_batch_size=8)
+  return _Solo(setup, path, **config)
 
 
 def _prompt(setup, shift):
@@ -178,14 +205,50 @@ def test_the_evaluator_scores_the_prompt_it_is_called_with(setup, tmp_path, scri
   trainable = _prompt(setup, 0.5)
   dev(trainable, 7)
   dev.close()
-  predict_fn, score_fn, step = dev.evaluator.calls[0]
+  predictions, scores, step = dev.evaluator.calls[0]
   assert step == 7
   batch = helpers.toy_batch(reference)
   params = models.merge(trainable, setup.frozen)
-  np.testing.assert_allclose(score_fn(batch), jax.jit(setup.model.score_batch)(params, batch),
-                             rtol=1e-5)
-  direct = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 4))
-  np.testing.assert_array_equal(predict_fn(batch), direct(params, batch))
+  direct_scores = jax.jit(setup.model.score_batch)(params, batch)
+  np.testing.assert_allclose([s for _, s in scores["toy_vowel"]], direct_scores, rtol=1e-5)
+  direct = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 4))(params, batch)
+  assert [i for i, _ in predictions["toy_vowel"]] == [0, 1, 2]
+  np.testing.assert_array_equal([t for _, t in predictions["toy_vowel"]], direct)
+
+
+def test_a_bank_keeps_each_runs_best_prompt_in_its_own_directory(setup, tmp_path, scripted):
+  runs = [best_prompt.RunDevEvaluation(setup, ModelDir(tmp_path / name),
+                                       EvalConfig(period=5), helpers.TOY_LENGTHS, 8)
+          for name in ("a", "b")]
+  bank = best_prompt.DevEvaluation(runs, helpers.TOY_LENGTHS["targets"])
+  runs[0].evaluator.script = [_results(40.0, 40.0), _results(60.0, 60.0)]
+  runs[1].evaluator.script = [_results(90.0, 90.0), _results(10.0, 10.0)]
+  prompts_a = [_prompt(setup, 1.0), _prompt(setup, 2.0)]
+  prompts_b = [_prompt(setup, 3.0), _prompt(setup, 4.0)]
+  for step, (a, b) in zip((5, 10), zip(prompts_a, prompts_b)):
+    assert set(bank([a, b], step)) == {0, 1}
+  assert json.loads((tmp_path / "a" / "best.json").read_text())["step"] == 10
+  assert json.loads((tmp_path / "b" / "best.json").read_text())["step"] == 5
+  np.testing.assert_array_equal(_saved(tmp_path / "a").arrays["prompts"],
+                                prompts_a[1]["prompt"]["prompts"])
+  np.testing.assert_array_equal(_saved(tmp_path / "b").arrays["prompts"],
+                                prompts_b[0]["prompt"]["prompts"])
+  # Only the runs named active are evaluated (a failed run is left out).
+  runs[1].evaluator.script = [_results(1.0, 1.0)]
+  assert set(bank([prompts_a[0], prompts_b[0]], 15, active=[1])) == {1}
+  bank.close()
+  assert [row["step"] for row in helpers.logged(tmp_path / "a", "eval")] == [5, 10]
+  assert [row["step"] for row in helpers.logged(tmp_path / "b", "eval")] == [5, 10, 15]
+
+
+def test_the_runs_of_a_bank_evaluate_at_the_same_steps(setup, tmp_path):
+  runs = [best_prompt.RunDevEvaluation(setup, ModelDir(tmp_path / str(period)),
+                                       EvalConfig(period=period), helpers.TOY_LENGTHS, 8)
+          for period in (5, 10)]
+  with pytest.raises(ValueError, match=re.escape(
+      "The runs of a bank evaluate at the same steps; their EvalConfig.period differ: "
+      "[5, 10].")):
+    best_prompt.DevEvaluation(runs, helpers.TOY_LENGTHS["targets"])
 
 
 def test_a_real_evaluation_keeps_its_scores_in_best_json(tmp_path, tiny_backbone_dir):
@@ -196,10 +259,10 @@ def test_a_real_evaluation_keeps_its_scores_in_best_json(tmp_path, tiny_backbone
   results = dev(setup.initial_prompt, 3)
   dev.close()
   # The same prompt evaluated directly, as toy_first's id (1) in the run.
-  predict, score = evaluation.mesh_eval_fns(setup, helpers.TOY_LENGTHS["targets"])
+  predict, score = evaluation.bank_eval_fns(setup, helpers.TOY_LENGTHS["targets"])
   direct = evaluation.TaskEvaluator({"toy_first": 1}, "validation", helpers.TOY_LENGTHS, 8)
-  assert results == direct.evaluate(lambda b: predict(setup.initial_prompt, b),
-                                    lambda b: score(setup.initial_prompt, b))
+  alone = jax.tree.map(lambda x: x[None], setup.initial_prompt)
+  assert results == direct.evaluate(lambda b: predict(alone, b), lambda b: score(alone, b))
   best = json.loads((tmp_path / "best.json").read_text())
   assert best == {"step": 3, "metric": "average", "value": results["toy_first"]["accuracy"],
                   "results": results}

@@ -43,7 +43,9 @@ def _prompts(model_dir):
 @pytest.mark.xdist_group("subprocesses")
 def test_meshes_match_one_device(tmp_path, tiny_backbone_dir, toy_run):
   runs = {"one": dict(use_devices=1), "2x4": dict(mesh_shape=[2, 4]),
-          "4x2": dict(mesh_shape=[4, 2])}
+          "4x2": dict(mesh_shape=[4, 2]),
+          # a bank of two seeds, each run's rows split over 'data'; seed 0 is run "one"
+          "bank_2x4": dict(mesh_shape=[2, 4], bank_seeds=[0, 1])}
   # Every TPU-scale option at once (remat, scanned stacks, the embed dimension of
   # activations and parameters split over 'model' and 'data') against one plain device.
   # Without dropout: a scan draws each layer's dropout mask from another key.
@@ -58,11 +60,13 @@ def test_meshes_match_one_device(tmp_path, tiny_backbone_dir, toy_run):
             "infer": _infer_spec(toy_run, tmp_path / "mesh.jsonl", mesh_shape=[2, 4])}
   _finish(_run(config))
   _assert_one_devices_predictions(toy_run, tiny_backbone_dir, tmp_path / "mesh.jsonl")
-  for name, reference in (("2x4", "one"), ("4x2", "one"), ("scale", "one_no_dropout")):
+  for name, reference in (("2x4", "one"), ("4x2", "one"), ("scale", "one_no_dropout"),
+                          ("bank_2x4/seed0", "one")):
     np.testing.assert_allclose(_losses(tmp_path / name), _losses(tmp_path / reference),
                                rtol=2e-5)
     np.testing.assert_allclose(_prompts(tmp_path / name), _prompts(tmp_path / reference),
                                rtol=1e-4, atol=1e-5)
+  assert not np.allclose(_losses(tmp_path / "bank_2x4" / "seed1"), _losses(tmp_path / "one"))
 
 
 def _infer_spec(toy_run, output, **extra):
@@ -92,21 +96,24 @@ def _free_port():
 
 @pytest.mark.xdist_group("subprocesses")
 def test_two_processes_match_one(tmp_path, tiny_backbone_dir, toy_run):
+  # Banks of two seeds: each host builds its rows of both runs' batches.
   single = {"devices": 4, "backbone": str(tiny_backbone_dir),
-            "runs": [dict(model_dir=str(tmp_path / "single"), num_input_shards=2)]}
+            "runs": [dict(model_dir=str(tmp_path / "single"), num_input_shards=2,
+                          bank_seeds=[0, 1])]}
   reference = _run(single)
   coordinator = f"localhost:{_free_port()}"
   workers = [_run({"devices": 2, "backbone": str(tiny_backbone_dir), "coordinator": coordinator,
                    "process_count": 2, "process_index": index,
-                   "runs": [dict(model_dir=str(tmp_path / "multi"))],
+                   "runs": [dict(model_dir=str(tmp_path / "multi"), bank_seeds=[0, 1])],
                    "infer": _infer_spec(toy_run, tmp_path / "two.jsonl")})
              for index in range(2)]
   outputs = [_finish(p) for p in [reference, *workers]]
   assert "done 0 4" in outputs[1] and "done 1 4" in outputs[2]
-  np.testing.assert_allclose(_losses(tmp_path / "multi"), _losses(tmp_path / "single"),
-                             rtol=2e-5)
-  np.testing.assert_allclose(_prompts(tmp_path / "multi"), _prompts(tmp_path / "single"),
-                             rtol=1e-4, atol=1e-5)
+  for seed in ("seed0", "seed1"):
+    multi, single = tmp_path / "multi" / seed, tmp_path / "single" / seed
+    np.testing.assert_allclose(_losses(multi), _losses(single), rtol=2e-5)
+    np.testing.assert_allclose(_prompts(multi), _prompts(single), rtol=1e-4, atol=1e-5)
+    assert helpers.logged(multi, "eval") == helpers.logged(single, "eval")
   _assert_one_devices_predictions(toy_run, tiny_backbone_dir, tmp_path / "two.jsonl")
 
 

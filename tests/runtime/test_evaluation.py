@@ -1,4 +1,5 @@
-"""Evaluation: rank classification, greedy outputs, the average, the mesh-jitted functions."""
+"""Evaluation: rank classification, greedy outputs, the average, the mesh-jitted functions,
+and banks of prompts evaluated together."""
 
 import gin
 import jax
@@ -68,19 +69,28 @@ def _evaluator(tasks, **kwargs):
                                   **kwargs)
 
 
+def _alone(fn):
+  """A bank function (batches [1, B, ...]) from a function of one prompt's batch [B]."""
+  return lambda batch: np.asarray(fn({k: v[0] for k, v in batch.items()}))[None]
+
+
+def _evaluate(evaluator, predict, score):
+  return evaluator.evaluate(_alone(predict), _alone(score))
+
+
 def test_rank_classification_predicts_the_label_with_the_highest_score():
   evaluator = _evaluator({"toy_vowel": 1}, rank_classification=True)
   no_share = _percent([t == "no" for _, t in _validation("toy_vowel")])
   assert 0 < no_share < 100  # the two scorers below must disagree
-  results = evaluator.evaluate(_unused, _always_no)
+  results = _evaluate(evaluator, _unused, _always_no)
   assert results == {"toy_vowel": {"accuracy": pytest.approx(no_share)}}
-  assert evaluator.evaluate(_unused, _knows_vowels) == {"toy_vowel": {"accuracy": 100.0}}
+  assert _evaluate(evaluator, _unused, _knows_vowels) == {"toy_vowel": {"accuracy": 100.0}}
 
 
 def test_rank_classification_scores_each_example_with_every_label_under_its_task_id():
   evaluator = _evaluator({"toy_vowel": 1}, rank_classification=True)
   score = _Recorder(_always_no)
-  evaluator.evaluate(_unused, score)
+  _evaluate(evaluator, _unused, score)
   examples = len(_validation("toy_vowel"))
   assert len(score.batches) == -(-examples // 5)  # 5 examples (10 rows) a call
   yes = list(VOCAB.encode("yes")) + [1]
@@ -116,7 +126,7 @@ def test_greedy_evaluation_scores_the_predict_functions_tokens():
   evaluator = _evaluator({"toy_first": 2, "toy_vowel": 0})
   predict = _Recorder(lambda b: (_first_letter_tokens(b) if b["task_ids"][0] == 2
                                  else _always_yes_tokens(b)))
-  results = evaluator.evaluate(predict, _unused)
+  results = _evaluate(evaluator, predict, _unused)
   yes_share = _percent([t == "yes" for _, t in _validation("toy_vowel")])
   assert results == {"toy_first": {"accuracy": 100.0},
                      "toy_vowel": {"accuracy": pytest.approx(yes_share)}}
@@ -129,14 +139,14 @@ def test_greedy_evaluation_scores_the_predict_functions_tokens():
 
 def test_a_task_without_labels_is_decoded_even_under_rank_classification():
   evaluator = _evaluator({"toy_first": 0}, rank_classification=True)
-  assert evaluator.evaluate(_first_letter_tokens, _unused) == {
+  assert _evaluate(evaluator, _first_letter_tokens, _unused) == {
       "toy_first": {"accuracy": 100.0}}
 
 
 def test_num_examples_caps_the_split():
   evaluator = _evaluator({"toy_vowel": 0}, num_examples=6)
   predict = _Recorder(_always_yes_tokens)
-  evaluator.evaluate(predict, _unused)
+  _evaluate(evaluator, predict, _unused)
   assert len(predict.batches) == 2  # 6 examples in batches of 5
 
 
@@ -147,46 +157,91 @@ def test_the_average_score_is_the_mean_over_tasks_of_each_tasks_mean_metric():
   assert evaluation.average_score({"a": {"accuracy": 12.5}}) == 12.5
 
 
-def test_mesh_eval_fns_agree_with_the_models_own_score_and_predict(hf_t5_1_1, reference):
-  d = hf_t5_1_1.config.d_model
-  module = prompts.PromptBank(3, 4, d, initializer=jax.nn.initializers.normal(1.0))
-  setup = setup_lib.build_setup(hf_t5_1_1, ["toy_vowel", "toy_first", "toy_upper"], module,
-                                ModelConfig(), Partitioner())
-  predict, score = evaluation.mesh_eval_fns(setup, max_decode_length=4)
+def _bank_setup(backbone):
+  module = prompts.PromptBank(3, 4, backbone.config.d_model,
+                              initializer=jax.nn.initializers.normal(1.0))
+  return setup_lib.build_setup(backbone, ["toy_vowel", "toy_first", "toy_upper"], module,
+                               ModelConfig(), Partitioner())
+
+
+def _stacked(*trees):
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+def test_bank_eval_fns_give_each_prompt_its_own_scores_and_predictions(hf_t5_1_1, reference):
+  setup = _bank_setup(hf_t5_1_1)
+  predict, score = evaluation.bank_eval_fns(setup, max_decode_length=4)
   batch = helpers.toy_batch(reference)
-  params = models.merge(setup.initial_prompt, hf_t5_1_1.params)
-  direct_score = jax.jit(setup.model.score_batch)
-  scores = score(setup.initial_prompt, batch)
-  assert isinstance(scores, np.ndarray) and scores.shape == (3,)
-  np.testing.assert_allclose(scores, direct_score(params, batch), rtol=1e-5)
-  tokens = predict(setup.initial_prompt, batch)
-  direct_predict = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 4))
-  np.testing.assert_array_equal(tokens, direct_predict(params, batch))
-  assert tokens.shape == (3, 4)
-  # The trainable prompt is an argument: another prompt gives other scores.
   other = jax.tree.map(lambda x: x + 1.0, setup.initial_prompt)
-  other_scores = score(other, batch)
-  np.testing.assert_allclose(other_scores, direct_score(
-      models.merge(other, hf_t5_1_1.params), batch), rtol=1e-5)
-  assert np.abs(other_scores - scores).max() > 1e-4
+  bank = _stacked(setup.initial_prompt, other)
+  # Prompt 0 takes the batch's rows in order, prompt 1 the same rows reversed.
+  rows = {k: np.stack([v, v[::-1]]) for k, v in batch.items()}
+  scores, tokens = score(bank, rows), predict(bank, rows)
+  assert scores.shape == (2, 3) and tokens.shape == (2, 3, 4)
+  direct_score = jax.jit(setup.model.score_batch)
+  direct_predict = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 4))
+  for r, trainable in enumerate((setup.initial_prompt, other)):
+    params = models.merge(trainable, hf_t5_1_1.params)
+    part = {k: v[r] for k, v in rows.items()}
+    np.testing.assert_allclose(scores[r], direct_score(params, part), rtol=1e-5)
+    np.testing.assert_array_equal(tokens[r], direct_predict(params, part))
+  # The prompts differ, and so do their scores of the same rows.
+  assert np.abs(scores[1][::-1] - scores[0]).max() > 1e-4
 
 
 def test_evaluation_decodes_as_the_gin_bound_decoding_config_says(hf_t5_1_1, reference):
-  d = hf_t5_1_1.config.d_model
-  module = prompts.PromptBank(3, 4, d, initializer=jax.nn.initializers.normal(1.0))
-  setup = setup_lib.build_setup(hf_t5_1_1, ["toy_vowel", "toy_first", "toy_upper"], module,
-                                ModelConfig(), Partitioner())
+  setup = _bank_setup(hf_t5_1_1)
   batch = helpers.toy_batch(reference)
   params = models.merge(setup.initial_prompt, hf_t5_1_1.params)
   with gin.unlock_config():
     gin.bind_parameter("DecodingConfig.beam_size", 4)
     gin.bind_parameter("DecodingConfig.alpha", 0.0)
   try:
-    predict, _ = evaluation.mesh_eval_fns(setup, max_decode_length=6)
+    predict, _ = evaluation.bank_eval_fns(setup, max_decode_length=6)
   finally:
     gin.clear_config()
   beam = jax.jit(lambda p, b: setup.model.predict_batch(
       p, b, 6, decoding_config=DecodingConfig(beam_size=4, alpha=0.0)))(params, batch)
   greedy = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 6))(params, batch)
-  np.testing.assert_array_equal(predict(setup.initial_prompt, batch), beam)
+  tokens = predict(_stacked(setup.initial_prompt), {k: v[None] for k, v in batch.items()})
+  np.testing.assert_array_equal(tokens[0], beam)
   assert not np.array_equal(np.asarray(beam), np.asarray(greedy))  # the binding matters
+
+
+def test_a_bank_is_evaluated_in_shared_calls_each_prompt_getting_its_own_results():
+  shared = {}
+  first = _evaluator({"toy_first": 2, "toy_vowel": 0}, data=shared)
+  second = _evaluator({"toy_vowel": 1}, num_examples=6, data=shared)
+  calls = []
+
+  def predict(batch):  # prompt 0 knows first letters and says yes; prompt 1 always yes
+    calls.append(batch["task_ids"].shape)
+    return np.stack([_first_letter_tokens({k: v[0] for k, v in batch.items()})
+                     if batch["task_ids"][0, 0] == 2 else
+                     _always_yes_tokens({k: v[0] for k, v in batch.items()}),
+                     _always_yes_tokens({k: v[1] for k, v in batch.items()})])
+
+  results = evaluation.evaluate_bank([first, second], predict, _unused)
+  yes_share = _percent([t == "yes" for _, t in _validation("toy_vowel")])
+  yes_share_of_six = _percent([t == "yes" for _, t in _validation("toy_vowel")[:6]])
+  assert results == [{"toy_first": {"accuracy": 100.0},
+                      "toy_vowel": {"accuracy": pytest.approx(yes_share)}},
+                     {"toy_vowel": {"accuracy": pytest.approx(yes_share_of_six)}}]
+  # Prompt 0 has 16 + 16 examples in batches of 5 (8 calls), prompt 1 six (2): 8 calls of
+  # [2 prompts, 5 rows], prompt 1's rows filler after its second.
+  assert calls == [(2, 5)] * 8
+  # toy_vowel's split with 6 examples and with all of them are two data sets; each is read
+  # once for every evaluator that uses it.
+  assert len(shared) == 3 and first.data["toy_vowel"] is not second.data["toy_vowel"]
+  third = _evaluator({"toy_vowel": 4}, data=shared)
+  assert third.data["toy_vowel"] is first.data["toy_vowel"]
+
+
+def test_a_k_shot_tasks_dev_split_is_read_from_its_parent():
+  from tasks import few_shot  # pylint: disable=g-import-not-at-top
+  name = few_shot.register_few_shot("toy_first", k=4, seed=1)
+  shared = {}
+  variant = _evaluator({name: 0}, data=shared)
+  parent = _evaluator({"toy_first": 0}, data=shared)
+  assert variant.data[name] is parent.data["toy_first"]
+  assert _evaluate(variant, _first_letter_tokens, _unused) == {name: {"accuracy": 100.0}}

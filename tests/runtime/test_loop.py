@@ -20,6 +20,7 @@ from mpt_jax.runtime import checkpoints
 from mpt_jax.runtime import inputs
 from mpt_jax.runtime import loop
 from mpt_jax.runtime import optimizers
+from mpt_jax.runtime import steps
 from mpt_jax.runtime.configs import CheckpointConfig
 from mpt_jax.runtime.configs import DataConfig
 from tests import helpers
@@ -48,9 +49,9 @@ def test_the_step_updates_the_prompt_and_keeps_optimizer_state_for_it_alone(hf_t
   model = models.PromptTuningModel(hf_t5_1_1.config, prompt)
   trainable = {"prompt": prompt.init(jax.random.PRNGKey(0), jnp.zeros(1, jnp.int32))["params"]}
   optimizer = optimizers.make_optimizer(name="adam", learning_rate=0.1)
-  state = loop.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
+  state = steps.TrainState(jnp.int32(0), trainable, optimizer.init(trainable),
                           jax.random.PRNGKey(0))
-  step = jax.jit(loop.make_train_step(model, optimizer, use_dropout=False))
+  step = jax.jit(steps.make_train_step(model, optimizer, use_dropout=False))
   new_state, metrics = step(state, hf_t5_1_1.params, helpers.toy_batch(reference))
   assert int(new_state.step) == 1 and set(new_state.params) == {"prompt"}
   for name in (prompts.SHARED, prompts.TASK_COLS, prompts.TASK_ROWS):
