@@ -277,13 +277,11 @@ def lower_step(run: AbstractRun, step: str):
   config = decoding.DecodingConfig()
 
   def decode(trainables, frozen, batch, rng):
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trainables)
     return jax.vmap(lambda trainable, rows: model.predict_batch_with_aux(
         models.merge(trainable, frozen), rows, run.max_decode_length,
-        decoding_config=config, rng=rng))(trainables, batch)
-  trainables = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct((len(run.states), *a.shape), a.dtype,
-                                     sharding=partitioner.stacked(a.sharding)),
-      run.states[0].params)
+        decoding_config=config, rng=rng))(stacked, batch)
+  trainables = tuple(state.params for state in run.states)
   rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated)
   return partitioner.jit(decode, out_shardings=partitioner.replicated).lower(
       trainables, run.frozen, run.batch, rng)

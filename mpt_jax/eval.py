@@ -17,7 +17,6 @@ from typing import Mapping, Optional, Sequence, Union
 from absl import flags
 import gin
 import jax
-import jax.numpy as jnp
 
 from mpt_jax import cli
 from mpt_jax import paths
@@ -110,7 +109,6 @@ def _evaluate_bank(setups, prompt_sets: Sequence[PromptSet], splits, task_featur
   """Each prompt's {split: {task: {metric: value}}}, the prompts decoding together."""
   lead = setups[0]
   trainables = [lead.partitioner.place(s.initial_prompt, s.prompt_shardings) for s in setups]
-  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trainables)
   predict, score = evaluation_lib.bank_eval_fns(lead, task_feature_lengths["targets"])
   results = [{} for _ in setups]
   for split in splits:
@@ -119,7 +117,7 @@ def _evaluate_bank(setups, prompt_sets: Sequence[PromptSet], splits, task_featur
         config.batch_size or DEFAULT_BATCH_SIZE, rank_classification=config.rank_classification,
         num_examples=config.num_examples, data=eval_data) for prompt_set in prompt_sets]
     for result, by_task in zip(results, evaluation_lib.evaluate_bank(
-        evaluators, lambda b: predict(stacked, b), lambda b: score(stacked, b))):
+        evaluators, lambda b: predict(trainables, b), lambda b: score(trainables, b))):
       result[split] = by_task
   return results
 

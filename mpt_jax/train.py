@@ -51,6 +51,7 @@ from mpt_jax.runtime.configs import EvalConfig
 from mpt_jax.runtime.configs import ModelConfig
 from mpt_jax.runtime.model_dir import ModelDir
 from mpt_jax.runtime.partitioning import Partitioner
+from tasks import few_shot
 from tasks import registry
 
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags
@@ -179,6 +180,24 @@ def _check_same_structure(setups: Sequence[setup_lib.RunSetup], specs) -> None:
             f"{specs[0].model_dir} has {value(setups[0])}. Run them in separate jobs.")
 
 
+def _check_data(specs: Sequence[RunSpec], task_names: Sequence[Sequence[str]]) -> None:
+  """Everything that can fail on a name or a path fails here, before any compilation:
+  each task split the bank reads is checked once (a k-shot task's dev split is its
+  parent's)."""
+  lead = specs[0]
+  data_checks.check_tasks(list(dict.fromkeys(n for names in task_names for n in names)),
+                          "train", lead.data.task_feature_lengths, lead.data.batch_size)
+  evaluated = {}  # split -> tasks
+  for spec, names in zip(specs, task_names):
+    if spec.evaluation.period:  # (RunDevEvaluation names eval tasks that are not the run's)
+      split = spec.evaluation.split
+      for task in spec.evaluation.tasks or names:
+        if task in names:
+          evaluated.setdefault(split, {})[few_shot.eval_data_task(task, split)] = None
+  for split, tasks in evaluated.items():
+    data_checks.check_tasks(list(tasks), split, lead.data.task_feature_lengths)
+
+
 def train_bank(specs: Sequence[RunSpec]) -> list[TrainResult]:
   """Trains runs that share the backbone, the model and the prompt's structure as one
   bank: one process, one compiled step over every run's batch. Each run keeps its own
@@ -190,18 +209,13 @@ def train_bank(specs: Sequence[RunSpec]) -> list[TrainResult]:
   lead = specs[0]
   partitioner = lead.partitioner
   num_input_shards = lead.data.num_input_shards or jax.process_count()
-  # Everything that can fail on a name or a path fails here, before any compilation.
   task_names = []
   for spec in specs:
     with spec.scope():
       _check_batch_size(spec.data, num_input_shards, partitioner)
-      names = registry.task_names(spec.data.mixture_or_task_name)
-      data_checks.check_tasks(names, "train", spec.data.task_feature_lengths,
-                              spec.data.batch_size)
-      if spec.evaluation.period:  # (RunDevEvaluation names eval tasks that are not the run's)
-        data_checks.check_tasks([t for t in spec.evaluation.tasks or names if t in names],
-                                spec.evaluation.split, spec.data.task_feature_lengths)
-      task_names.append(names)
+      task_names.append(registry.task_names(spec.data.mixture_or_task_name))
+  with lead.scope():
+    _check_data(specs, task_names)
   loaded = lead.backbone if isinstance(lead.backbone, Backbone) else load_backbone(
       lead.backbone)
   placed = setup_lib.place_backbone(loaded, partitioner, lead.model)

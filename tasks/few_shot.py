@@ -127,11 +127,17 @@ def register_few_shot(task_name: str, k: int, seed: int) -> str:
   return name
 
 
+def registered_parent(name: str) -> Optional[str]:
+  """The task a registered k-shot variant draws from (by its source), else None."""
+  source = registry.get_task_or_mixture(name).source
+  return source.parent_name if isinstance(source, FewShotSource) else None
+
+
 def eval_data_task(name: str, split: str) -> str:
   """The task whose `split` a registered task reads: a k-shot variant's splits other than
   `train` are its parent's (so evaluators of the variants of a task can be shared)."""
-  source = registry.get_task_or_mixture(name).source if split != "train" else None
-  return source.parent_name if isinstance(source, FewShotSource) else name
+  parent = registered_parent(name) if split != "train" else None
+  return parent or name
 
 
 def parent_name(name: str) -> str:

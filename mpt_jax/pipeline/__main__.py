@@ -148,7 +148,8 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, source_mixture: str = gin.REQU
                  bindings: Sequence[str] = (),
                  methods: Sequence[str] = ("prompt_tuning", "spot", "mpt"),
                  few_shot_ks: Sequence[int] = (), few_shot_draws: int = 1,
-                 seeds: Sequence[int] = (0,), spot_sources=None,
+                 seeds: Sequence[int] = (0,),
+                 few_shot_seeds: Optional[Sequence[int]] = None, spot_sources=None,
                  stage_bindings: Optional[Mapping[str, Sequence[str]]] = None,
                  pretrain_gin_files: Sequence[str] = (), pretrain_dir: Optional[str] = None,
                  eval_splits: Sequence[str] = ("validation", "test"),
@@ -159,7 +160,9 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, source_mixture: str = gin.REQU
   `backbone` is a HuggingFace or T5X checkpoint; when None, stage 0 pretrains one
   with `pretrain_gin_files` into `pretrain_dir` (default ROOT_DIR/backbone), where a
   later run finds it (the offline demo). `task_modules` (the TASK_MODULES macro)
-  reach every stage. `stage_bindings` adds bindings per stage: keys 'pretrain',
+  reach every stage. Each method trains once per seed of `seeds` on full data, and once
+  per seed of `few_shot_seeds` (default: `seeds`) on each of the `few_shot_draws` draws
+  of each k. `stage_bindings` adds bindings per stage: keys 'pretrain',
   'teachers', 'distill', each method, 'few_shot' and 'eval'. `spot_sources` maps
   each target task to the teacher it starts from (SPoT). `stage_flags` are the
   command-line flags every stage gets (data, vocabulary, multi-host). Stage 3 is a job
@@ -187,8 +190,10 @@ def run_pipeline(root_dir: str = gin.REQUIRED, *, source_mixture: str = gin.REQU
   stages = _Stages(launcher, root, backbone, stage_bindings, task_modules)
   stages.teachers(source_mixture)
   stages.distill(source_mixture)
-  runs = [run_dirs.AdaptRun(method, setting, seed) for seed in seeds
-          for setting in run_dirs.settings(few_shot_ks, few_shot_draws) for method in methods]
+  few_shot_seeds = seeds if few_shot_seeds is None else few_shot_seeds
+  runs = [run_dirs.AdaptRun(method, setting, seed)
+          for setting in run_dirs.settings(few_shot_ks, few_shot_draws)
+          for seed in (seeds if setting.k is None else few_shot_seeds) for method in methods]
   for name, job in jobs(runs).items():
     stages.adapt_job(name, job, target_mixture, targets, spot_sources, max_runs_per_bank)
   stages.evaluate(runs, eval_splits)

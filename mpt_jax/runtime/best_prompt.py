@@ -10,7 +10,6 @@ import logging
 from typing import Callable, ContextManager, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 
 from mpt_jax.runtime import evaluation
 from mpt_jax.runtime import metric_writers
@@ -106,10 +105,10 @@ class DevEvaluation:
                active: Optional[Sequence[int]] = None) -> dict[int, dict]:
     """{run index: {task: {metric: value}}} of the `active` runs' prompts (default all)."""
     active = list(range(len(self.runs)) if active is None else active)
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(trainables[i] for i in active))
+    prompts = [trainables[i] for i in active]
     outputs = evaluation.bank_outputs([self.runs[i].evaluator for i in active],
-                                      lambda batch: self._predict(stacked, batch),
-                                      lambda batch: self._score(stacked, batch))
+                                      lambda batch: self._predict(prompts, batch),
+                                      lambda batch: self._score(prompts, batch))
     return {i: self.runs[i].record(trainables[i], step, *output)
             for i, output in zip(active, outputs)}
 

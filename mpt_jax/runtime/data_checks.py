@@ -9,6 +9,7 @@ from typing import Mapping, Optional, Sequence
 
 import seqio
 
+from tasks import few_shot
 from tasks import registry
 from tasks import tfds_data
 
@@ -101,19 +102,25 @@ def report_truncation(sample: SplitSample, feature_lengths: Mapping[str, int]) -
 def check_tasks(task_names: Sequence[str], split: str, feature_lengths: Mapping[str, int],
                 batch_size: Optional[int] = None) -> list[SplitSample]:
   """Checks each task's `split`; a training split (`batch_size` given) smaller than the
-  batch is allowed (few-shot runs repeat their k examples) but said."""
-  samples = []
+  batch is allowed (few-shot runs repeat their k examples) but said. A k-shot task is
+  checked on its parent's split, which holds its examples (its own k are counted)."""
+  samples, sampled = [], {}  # (k-shot tasks of one parent share its sample)
   for name in task_names:
-    task = registry.get_task_or_mixture(name)
-    check_prepared(task, split)
-    check_vocabularies(task)
-    sample = sample_split(task, split, feature_lengths)
+    parent = few_shot.registered_parent(name)
+    task = registry.get_task_or_mixture(parent or name)
+    if task.name not in sampled:
+      check_prepared(task, split)
+      check_vocabularies(task)
+      sampled[task.name] = sample_split(task, split, feature_lengths)
+      report_truncation(sampled[task.name], feature_lengths)
+    sample = sampled[task.name]
     if not sample.examples:
       raise DataError(f"Task {name!r} has no examples in its {split!r} split (0 read after "
                       "preprocessing); check the split's data and the task's filters.")
-    if batch_size and sample.complete and sample.examples < batch_size:
+    size = (registry.get_task_or_mixture(name).source.num_input_examples(split) if parent
+            else sample.examples if sample.complete else None)
+    if batch_size and size is not None and size < batch_size:
       logging.warning("%s %s has %d examples, fewer than the batch of %d; they repeat "
-                      "within each batch.", name, split, sample.examples, batch_size)
-    report_truncation(sample, feature_lengths)
+                      "within each batch.", name, split, size, batch_size)
     samples.append(sample)
   return samples

@@ -10,9 +10,11 @@ instead of R separate ones, and each prompt's outputs go to its own seqio metric
 
 import collections
 import dataclasses
+import functools
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import seqio
 
@@ -57,35 +59,41 @@ def mesh_decode_fn(setup: RunSetup, max_decode_length: int,
 
 
 def bank_eval_fns(setup: RunSetup, max_decode_length: int):
-  """(predict, score) host functions of (the bank's trainable prompts, stacked on a
-  leading run axis; a global numpy batch [R, B, ...]), each jitted once over the mesh:
-  prompt r decodes (as DecodingConfig is bound) or scores rows [r]."""
+  """(predict, score) host functions of (the bank's trainable prompts, a sequence of R
+  trees; a global numpy batch [R, B, ...]), jitted over the mesh once per R: prompt r
+  decodes (as DecodingConfig is bound) or scores rows [r]."""
   config = decoding.DecodingConfig()
   partitioner, model = setup.partitioner, setup.model
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)  # mesh_decode_fn's first
-  shardings = (partitioner.stacked(setup.prompt_shardings), setup.frozen_shardings,
-               partitioner.bank_batch_sharding)
 
   def predict(trainables, frozen, batch):
     def one(trainable, rows):
       return model.predict_batch(models.merge(trainable, frozen), rows, max_decode_length,
                                  decoding_config=config, rng=rng)
-    return jax.vmap(one)(trainables, batch)
+    return jax.vmap(one)(_stacked(trainables), batch)
 
   def score(trainables, frozen, batch):
     return jax.vmap(lambda t, rows: model.score_batch(models.merge(t, frozen), rows))(
-        trainables, batch)
-
-  predict = partitioner.jit(predict, in_shardings=shardings,
-                            out_shardings=partitioner.replicated)
-  score = partitioner.jit(score, in_shardings=shardings, out_shardings=partitioner.replicated)
+        _stacked(trainables), batch)
 
   def on_host(fn):
+    @functools.lru_cache(maxsize=None)
+    def jitted(runs: int):
+      shardings = ((setup.prompt_shardings,) * runs, setup.frozen_shardings,
+                   partitioner.bank_batch_sharding)
+      return partitioner.jit(fn, in_shardings=shardings, out_shardings=partitioner.replicated)
+
     def run(trainables, batch):
       global_batch = partitioner.global_bank_batch(_local_rows(batch))
-      return np.asarray(fn(trainables, setup.frozen, global_batch))
+      return np.asarray(jitted(len(trainables))(tuple(trainables), setup.frozen,
+                                                global_batch))
     return run
   return on_host(predict), on_host(score)
+
+
+def _stacked(trees):
+  """Trees of one structure stacked on a new leading axis (inside a jitted function)."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def _local_rows(batch):

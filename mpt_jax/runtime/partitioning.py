@@ -129,11 +129,6 @@ class Partitioner:
     """A run bank's batch [R, B, ...]: each run's rows (axis 1) over 'data'."""
     return NamedSharding(self.mesh, PartitionSpec(None, "data"))
 
-  def stacked(self, shardings):
-    """The shardings of a tree stacked on a new leading (run) axis, never split."""
-    return jax.tree.map(lambda s: NamedSharding(self.mesh, PartitionSpec(None, *s.spec)),
-                        shardings)
-
   def global_batch(self, local_batch: dict) -> dict:
     """Assembles per-host rows into global arrays split over 'data'."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v)

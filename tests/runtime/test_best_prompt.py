@@ -261,7 +261,7 @@ def test_a_real_evaluation_keeps_its_scores_in_best_json(tmp_path, tiny_backbone
   # The same prompt evaluated directly, as toy_first's id (1) in the run.
   predict, score = evaluation.bank_eval_fns(setup, helpers.TOY_LENGTHS["targets"])
   direct = evaluation.TaskEvaluator({"toy_first": 1}, "validation", helpers.TOY_LENGTHS, 8)
-  alone = jax.tree.map(lambda x: x[None], setup.initial_prompt)
+  alone = [setup.initial_prompt]
   assert results == direct.evaluate(lambda b: predict(alone, b), lambda b: score(alone, b))
   best = json.loads((tmp_path / "best.json").read_text())
   assert best == {"step": 3, "metric": "average", "value": results["toy_first"]["accuracy"],

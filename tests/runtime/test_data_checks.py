@@ -119,3 +119,20 @@ def test_an_unreadable_vocabulary_names_the_task_the_path_and_the_flag(tmp_path)
   message = str(raised.value)
   assert "Cannot read the vocabulary of task 'checks_vocab'" in message
   assert str(missing) in message and "--sentencepiece_model=" in message
+
+
+def test_k_shot_tasks_are_checked_once_on_their_parents_split_with_their_own_size(
+    caplog, monkeypatch):
+  from tasks import few_shot  # pylint: disable=g-import-not-at-top
+  name = _register("checks_parent", ["a", "b", "c", "d", "e"])
+  variants = [few_shot.register_few_shot(name, k=2, seed=seed) for seed in (0, 1)]
+  read, sample = [], data_checks.sample_split
+  monkeypatch.setattr(data_checks, "sample_split",
+                      lambda task, *args: read.append(task.name) or sample(task, *args))
+  with caplog.at_level(logging.WARNING):
+    samples = data_checks.check_tasks(variants, "train", {"inputs": 8, "targets": 8},
+                                      batch_size=4)
+  assert read == [name]  # the parent's split holds every draw's examples
+  assert [s.task for s in samples] == [name, name] and samples[0].examples == 5
+  for variant in variants:
+    assert f"{variant} train has 2 examples, fewer than the batch of 4" in caplog.text

@@ -164,16 +164,12 @@ def _bank_setup(backbone):
                                ModelConfig(), Partitioner())
 
 
-def _stacked(*trees):
-  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
-
-
 def test_bank_eval_fns_give_each_prompt_its_own_scores_and_predictions(hf_t5_1_1, reference):
   setup = _bank_setup(hf_t5_1_1)
   predict, score = evaluation.bank_eval_fns(setup, max_decode_length=4)
   batch = helpers.toy_batch(reference)
   other = jax.tree.map(lambda x: x + 1.0, setup.initial_prompt)
-  bank = _stacked(setup.initial_prompt, other)
+  bank = [setup.initial_prompt, other]
   # Prompt 0 takes the batch's rows in order, prompt 1 the same rows reversed.
   rows = {k: np.stack([v, v[::-1]]) for k, v in batch.items()}
   scores, tokens = score(bank, rows), predict(bank, rows)
@@ -203,7 +199,7 @@ def test_evaluation_decodes_as_the_gin_bound_decoding_config_says(hf_t5_1_1, ref
   beam = jax.jit(lambda p, b: setup.model.predict_batch(
       p, b, 6, decoding_config=DecodingConfig(beam_size=4, alpha=0.0)))(params, batch)
   greedy = jax.jit(lambda p, b: setup.model.predict_batch(p, b, 6))(params, batch)
-  tokens = predict(_stacked(setup.initial_prompt), {k: v[None] for k, v in batch.items()})
+  tokens = predict([setup.initial_prompt], {k: v[None] for k, v in batch.items()})
   np.testing.assert_array_equal(tokens[0], beam)
   assert not np.array_equal(np.asarray(beam), np.asarray(greedy))  # the binding matters
 
