@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import pathlib
+import sys
 import time
 from typing import Optional, Sequence
 
@@ -287,6 +288,10 @@ def lower_step(run: AbstractRun, step: str):
       trainables, run.frozen, run.batch, rng)
 
 
+class DoesNotFit(ValueError):
+  """XLA found no way to fit the step in the chip's memory."""
+
+
 def compile_for(target: str, config: T5Config, step: str = "train",
                 bank_size: int = 1) -> Report:
   """Compiles the gin-configured stage's `step` for `target`, for a bank of `bank_size`
@@ -294,7 +299,17 @@ def compile_for(target: str, config: T5Config, step: str = "train",
   devices = topology_devices(target)
   run = abstract_run(config, devices, bank_size)
   started = time.time()
-  compiled = lower_step(run, step).compile()
+  try:
+    compiled = lower_step(run, step).compile()
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    raise DoesNotFit(
+        f"The {step} step (a bank of {bank_size} run(s)) does not fit {target}: "
+        f"{str(e).split('RESOURCE_EXHAUSTED: ')[-1].splitlines()[0]} Memory options (gin, "
+        "README \"Memory at scale\"): ModelConfig.remat_policy = 'full', "
+        "ModelConfig.frozen_dtype = 'bfloat16', a smaller BATCH_SIZE or --bank_size, or "
+        "a larger slice.") from None
   seconds = time.time() - started
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
@@ -328,9 +343,16 @@ def main(argv):
   config = backbone_config(FLAGS.backbone_config)
   if not FLAGS.json:
     print(TABLE_HEADER)
+  refused = []
   for target in FLAGS.topology:
-    report = compile_for(target, config, FLAGS.step, FLAGS.bank_size)
+    try:
+      report = compile_for(target, config, FLAGS.step, FLAGS.bank_size)
+    except DoesNotFit as e:
+      refused.append(str(e))
+      continue
     print(json.dumps(report.to_json()) if FLAGS.json else format_row(report), flush=True)
+  if refused:
+    sys.exit("\n".join(refused))
 
 
 if __name__ == "__main__":

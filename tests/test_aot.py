@@ -102,3 +102,14 @@ def test_a_step_fits_when_everything_it_holds_stays_under_the_chips_memory_less_
   assert report(13).total_bytes == 15 * gib and report(13).fits  # 15 <= 16 * 0.97
   assert not report(13.6).fits
   assert aot.Report("x", "TPU v9", (1, 1), 0, 0, 0, 0, 0, 0.0, 0.0).fits is None
+
+
+@needs_libtpu
+def test_a_step_too_big_for_the_chip_is_refused_naming_the_memory_options(stage_gin,
+                                                                          tiny_backbone_dir):
+  stage_gin("runs/adapt.gin", bindings=["TARGET_MIXTURE = 'mpt_glue_rte'",
+                                        "PROMPT_LENGTH = 4", "BATCH_SIZE = 4096",
+                                        "TASK_FEATURE_LENGTHS = {'inputs': 2048, 'targets': 3}"])
+  with pytest.raises(aot.DoesNotFit, match=r"The train step \(a bank of 2 run\(s\)\) does not "
+                     r"fit v5e-1: .*HBM.*remat_policy = 'full'.*--bank_size"):
+    aot.compile_for("v5e-1", aot.backbone_config(str(tiny_backbone_dir)), "train", 2)

@@ -19,11 +19,14 @@ from tests import helpers
 ROOT = helpers.ROOT
 
 
+STEPS = "--gin.train.train_steps=100"  # tests/toy.gin's run, shortened
+
+
 @pytest.fixture(name="uninterrupted", scope="module")
 def uninterrupted_toy_run(tmp_path_factory, tiny_backbone_dir):
-  """The final prompt of tests/toy.gin's 200 steps, run without interruption."""
+  """The final prompt of the toy run's 100 steps, run without interruption."""
   model_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-  return helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=200).prompts
+  return helpers.train_toy(model_dir, tiny_backbone_dir, train_steps=100).prompts
 
 
 def _start_and_wait(model_dir, backbone, step, *extra):
@@ -39,46 +42,33 @@ def _start_and_wait(model_dir, backbone, step, *extra):
   return process
 
 
-def _rerun(model_dir, backbone):
-  rerun = subprocess.run(helpers.toy_train_command(model_dir, backbone), cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-  assert rerun.returncode == 0, rerun.stderr[-3000:]
-  return rerun
-
-
 @pytest.mark.xdist_group("subprocesses")
-def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_backbone_dir,
-                                                          uninterrupted):
-  model_dir = tmp_path / "killed"
-  process = _start_and_wait(model_dir, tiny_backbone_dir, 25)
+def test_a_sigkilled_then_preempted_run_resumes_bitwise_each_time(tmp_path, tiny_backbone_dir,
+                                                                 uninterrupted):
+  model_dir = tmp_path / "run"
+  process = _start_and_wait(model_dir, tiny_backbone_dir, 25, STEPS)
   process.send_signal(signal.SIGKILL)
   process.wait()
   assert process.returncode == -signal.SIGKILL
   killed_at = helpers.last_logged_step(model_dir)
-  assert 25 <= killed_at < 200 and not (model_dir / "prompts.safetensors").exists()
+  assert 25 <= killed_at < 100 and not (model_dir / "prompts.safetensors").exists()
 
-  rerun = _rerun(model_dir, tiny_backbone_dir)
-  assert "Resuming" in rerun.stderr
-  assert "Taking over the lock" in rerun.stderr and "is gone" in rerun.stderr
-  resumed = mpt_jax.load_prompts(model_dir / "prompts.safetensors")
-  np.testing.assert_array_equal(resumed.merged(), uninterrupted.merged())
-
-
-@pytest.mark.xdist_group("subprocesses")
-def test_sigterm_saves_the_current_step_and_exits_75_then_resumes_bitwise(
-    tmp_path, tiny_backbone_dir, uninterrupted):
-  model_dir = tmp_path / "preempted"
-  process = _start_and_wait(model_dir, tiny_backbone_dir, 15)
+  # The rerun takes over the dead run's lock and resumes; SIGTERM stops it again.
+  process = _start_and_wait(model_dir, tiny_backbone_dir, killed_at + 15, STEPS)
   process.send_signal(signal.SIGTERM)
   output, _ = process.communicate(timeout=120)
   assert process.returncode == 75, output[-3000:]
+  assert "Resuming" in output
+  assert "Taking over the lock" in output and "is gone" in output
   stopped_at = int(re.search(r"Preempted at step (\d+)", output).group(1))
-  assert 15 <= stopped_at < 200
+  assert killed_at + 15 <= stopped_at < 100
   steps = sorted(int(p.name.split("_")[1]) for p in (model_dir / "checkpoints").iterdir())
   assert steps[-1] == stopped_at  # saved where it stopped, not at the last period
   assert not (model_dir / "run.lock").exists()  # released
 
-  rerun = _rerun(model_dir, tiny_backbone_dir)
+  rerun = subprocess.run(helpers.toy_train_command(model_dir, tiny_backbone_dir, STEPS),
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert f"from step {stopped_at}" in rerun.stderr
   assert "Taking over" not in rerun.stderr
   resumed = mpt_jax.load_prompts(model_dir / "prompts.safetensors")
@@ -121,8 +111,9 @@ def test_every_command_lists_the_shared_flags(command):
     assert flag in helped.stdout, flag
 
 
+# The toy run's 100 steps as a sweep of 4 runs, logged every 5 steps.
 SWEEP = ("--gin.sweep.grid={'train.seed': [0, 1], "
-         "'make_optimizer.learning_rate': [0.1, 0.3]}")
+         "'make_optimizer.learning_rate': [0.1, 0.3]}", STEPS, "--gin.train.log_period=5")
 SWEEP_RUNS = ("seed=0,learning_rate=0.1", "seed=0,learning_rate=0.3",
               "seed=1,learning_rate=0.1", "seed=1,learning_rate=0.3")
 
@@ -134,10 +125,10 @@ def _sweep_prompts(home):
 
 @pytest.fixture(name="uninterrupted_sweep", scope="module")
 def uninterrupted_toy_sweep(tmp_path_factory, tiny_backbone_dir):
-  """tests/toy.gin's 200 steps as a sweep of 4 runs in one job, run without interruption:
+  """tests/toy.gin's run as a sweep of 4 runs in one job, run without interruption:
   each run's final prompt."""
   home = tmp_path_factory.mktemp("uninterrupted_sweep") / "sweep"
-  run = subprocess.run(helpers.toy_train_command(home, tiny_backbone_dir, SWEEP), cwd=ROOT,
+  run = subprocess.run(helpers.toy_train_command(home, tiny_backbone_dir, *SWEEP), cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   assert "| rank | run | best dev metric | last loss (step) | status |" in run.stdout
@@ -146,7 +137,7 @@ def uninterrupted_toy_sweep(tmp_path_factory, tiny_backbone_dir):
 
 def _start_sweep_and_wait(home, backbone, step):
   """The toy sweep in the background, once its first run has logged `step`."""
-  process = subprocess.Popen(helpers.toy_train_command(home, backbone, SWEEP), cwd=ROOT,
+  process = subprocess.Popen(helpers.toy_train_command(home, backbone, *SWEEP), cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   deadline = time.time() + 300
   while helpers.last_logged_step(home / SWEEP_RUNS[0]) < step and process.poll() is None \
@@ -163,7 +154,7 @@ def test_a_killed_then_preempted_and_damaged_sweep_resumes_every_run_bitwise(
   process = _start_sweep_and_wait(home, tiny_backbone_dir, 25)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  assert 25 <= helpers.last_logged_step(home / SWEEP_RUNS[0]) < 200
+  assert 25 <= helpers.last_logged_step(home / SWEEP_RUNS[0]) < 100
   # Rerun; then SIGTERM makes every run save the step it stopped at.
   process = _start_sweep_and_wait(home, tiny_backbone_dir, 45)
   process.send_signal(signal.SIGTERM)
@@ -181,7 +172,7 @@ def test_a_killed_then_preempted_and_damaged_sweep_resumes_every_run_bitwise(
   shutil.rmtree(home / SWEEP_RUNS[2] / "checkpoints" / f"checkpoint_{stopped_at}")
   faults.corrupt(home / SWEEP_RUNS[1] / "checkpoints" / f"checkpoint_{saved[-2]}",
                  "flip_bytes")
-  rerun = subprocess.run(helpers.toy_train_command(home, tiny_backbone_dir, SWEEP), cwd=ROOT,
+  rerun = subprocess.run(helpers.toy_train_command(home, tiny_backbone_dir, *SWEEP), cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "cannot be used" in rerun.stderr
