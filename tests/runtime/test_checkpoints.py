@@ -120,32 +120,40 @@ def test_another_runs_checkpoint_is_never_moved_aside(tmp_path):
   assert faults.files_as_bytes(tmp_path) == before
 
 
-def _bank(tmp_path, saved_steps):
-  """Runs a, b, ... with checkpoints of `saved_steps[i]` (state value = step), closed."""
-  runs = []
-  for name, steps in zip("abc", saved_steps):
-    saved = checkpoints.RunCheckpoints(tmp_path / name, keep=None)
-    for step in steps:
-      saved.save(step, _state(step), {"step": step, "consumed": {}}, RUN)
-    saved.close()
-    runs.append((checkpoints.RunCheckpoints(tmp_path / name, keep=None), _state(0.0), RUN))
-  return runs
+@pytest.fixture(name="bank")
+def bank_of_saved_runs(tmp_path):
+  """bank(saved_steps): runs a, b, ... with checkpoints of `saved_steps[i]` (state value =
+  step), reopened as a resuming bank opens them; closed after the test."""
+  opened = []
+  def make(saved_steps):
+    runs = []
+    for name, steps in zip("abc", saved_steps):
+      saved = checkpoints.RunCheckpoints(tmp_path / name, keep=None)
+      for step in steps:
+        saved.save(step, _state(step), {"step": step, "consumed": {}}, RUN)
+      saved.close()
+      runs.append((checkpoints.RunCheckpoints(tmp_path / name, keep=None), _state(0.0), RUN))
+    opened.extend(run for run, _, _ in runs)
+    return runs
+  yield make
+  for run in opened:
+    run.close()
 
 
 def _values(restored):
   return [float(state["params"]["prompt"]["prompts"][0, 0]) for state, _ in restored]
 
 
-def test_a_bank_resumes_at_its_runs_newest_common_step_and_drops_a_half_saved_one(tmp_path):
+def test_a_bank_resumes_at_its_runs_newest_common_step_and_drops_a_half_saved_one(bank):
   # Stopped while saving step 20: a and c saved it, b did not.
-  runs = _bank(tmp_path, [(10, 20), (10,), (10, 20)])
+  runs = bank([(10, 20), (10,), (10, 20)])
   step, restored = checkpoints.restore_together(runs)
   assert step == 10 and _values(restored) == [10.0, 10.0, 10.0]
   assert [run.all_steps() for run, _, _ in runs] == [[10], [10], [10]]
 
 
-def test_a_damaged_common_checkpoint_sends_every_run_back_one(tmp_path):
-  runs = _bank(tmp_path, [(10, 20), (10, 20)])
+def test_a_damaged_common_checkpoint_sends_every_run_back_one(tmp_path, bank):
+  runs = bank([(10, 20), (10, 20)])
   faults.corrupt(tmp_path / "b" / "checkpoint_20", "truncate")
   step, restored = checkpoints.restore_together(runs)
   assert step == 10 and _values(restored) == [10.0, 10.0]
@@ -153,15 +161,15 @@ def test_a_damaged_common_checkpoint_sends_every_run_back_one(tmp_path):
   assert len(list((tmp_path / "b_corrupt").iterdir())) == 2  # moved aside, with its reason
 
 
-def test_runs_further_apart_than_one_save_are_refused(tmp_path):
-  runs = _bank(tmp_path, [(10, 20, 30), (10,)])
+def test_runs_further_apart_than_one_save_are_refused(bank):
+  runs = bank([(10, 20, 30), (10,)])
   with pytest.raises(checkpoints.RunMismatchError,
                      match=r"more than one checkpoint apart .* steps \[20, 30\] after 10"):
     checkpoints.restore_together(runs)
   assert [run.all_steps() for run, _, _ in runs] == [[10, 20, 30], [10]]  # nothing removed
 
 
-def test_a_bank_stopped_in_its_first_save_starts_afresh(tmp_path):
-  runs = _bank(tmp_path, [(10,), ()])
+def test_a_bank_stopped_in_its_first_save_starts_afresh(bank):
+  runs = bank([(10,), ()])
   assert checkpoints.restore_together(runs) is None
   assert [run.all_steps() for run, _, _ in runs] == [[], []]
