@@ -278,10 +278,9 @@ def lower_step(run: AbstractRun, step: str):
   config = decoding.DecodingConfig()
 
   def decode(trainables, frozen, batch, rng):
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trainables)
     return jax.vmap(lambda trainable, rows: model.predict_batch_with_aux(
         models.merge(trainable, frozen), rows, run.max_decode_length,
-        decoding_config=config, rng=rng))(stacked, batch)
+        decoding_config=config, rng=rng))(steps.stack_runs(trainables), batch)
   trainables = tuple(state.params for state in run.states)
   rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=partitioner.replicated)
   return partitioner.jit(decode, out_shardings=partitioner.replicated).lower(

@@ -14,12 +14,12 @@ import functools
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import seqio
 
 from mpt_jax.model import decoding
 from mpt_jax.model import models
+from mpt_jax.runtime import steps
 from mpt_jax.runtime.features import TaskIdFeatureConverter
 from mpt_jax.runtime.inputs import MODEL_FEATURES
 from mpt_jax.runtime.setup import RunSetup
@@ -70,11 +70,11 @@ def bank_eval_fns(setup: RunSetup, max_decode_length: int):
     def one(trainable, rows):
       return model.predict_batch(models.merge(trainable, frozen), rows, max_decode_length,
                                  decoding_config=config, rng=rng)
-    return jax.vmap(one)(_stacked(trainables), batch)
+    return jax.vmap(one)(steps.stack_runs(trainables), batch)
 
   def score(trainables, frozen, batch):
     return jax.vmap(lambda t, rows: model.score_batch(models.merge(t, frozen), rows))(
-        _stacked(trainables), batch)
+        steps.stack_runs(trainables), batch)
 
   def on_host(fn):
     @functools.lru_cache(maxsize=None)
@@ -89,11 +89,6 @@ def bank_eval_fns(setup: RunSetup, max_decode_length: int):
                                                 global_batch))
     return run
   return on_host(predict), on_host(score)
-
-
-def _stacked(trees):
-  """Trees of one structure stacked on a new leading axis (inside a jitted function)."""
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def _local_rows(batch):

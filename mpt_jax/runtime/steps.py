@@ -75,6 +75,12 @@ class FirstNonFinite:
     return FirstNonFinite(partitioner.replicated, partitioner.replicated)
 
 
+def stack_runs(trees: Sequence[Any]) -> Any:
+  """A bank's per-run trees (one structure) stacked on a leading run axis, as its
+  vmapped step and evaluation take them; inside jit, where stacking is free to fuse."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
 def make_bank_step(model: models.PromptTuningModel,
                    optimizers: Sequence[optax.GradientTransformation], use_dropout: bool):
   """step(states, frozen, batch, first) -> (states, metrics, first) for a bank of
@@ -84,8 +90,7 @@ def make_bank_step(model: models.PromptTuningModel,
   loss_and_grad = jax.vmap(_loss_and_grad(model, use_dropout), in_axes=(0, 0, 0, None, 0))
 
   def bank_step(states: Sequence[TrainState], frozen, batch, first: FirstNonFinite):
-    params, rngs, steps = (jax.tree.map(lambda *leaves: jnp.stack(leaves),
-                                        *(getattr(s, name) for s in states))
+    params, rngs, steps = (stack_runs([getattr(s, name) for s in states])
                            for name in ("params", "rng", "step"))
     (loss, metrics), grads = loss_and_grad(params, rngs, steps, frozen, batch)
     healthy = (first.step == 0) & jnp.isfinite(loss)
